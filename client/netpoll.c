@@ -1,0 +1,565 @@
+/*
+ * libnetpoll: one connection to netpolld, shared by any number of threads.
+ *
+ * Requests are sent under send_lock, so one thread's calls reach the daemon
+ * in the order they were made.  Replies are matched to the calling thread
+ * by request id.  Reading is a role, not a thread: whichever waiting thread
+ * finds nobody reading becomes the reader, polls the socket (and the break
+ * eventfd), decodes what arrives, hands each reply to its caller and queues
+ * each event for np_poll, then gives the role up and wakes the others, one
+ * of which takes it over if it is still waiting.  So a thread parked in
+ * np_wait never delays another thread's call, and no thread of our own is
+ * started behind the caller's back.
+ *
+ * np_break follows netpollBreak: a flag coalesces breaks into one eventfd
+ * write (async-signal-safe: an atomic exchange and write(2)); a blocking
+ * reader consumes it and records a pending break, which the next np_poll
+ * with a non-zero delay takes.  np_poll(0) never reads the eventfd.
+ */
+#include "netpoll.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/clock.h"
+#include "../common/fdutil.h"
+#include "wire.h"
+
+#define NP_EXPORT __attribute__((visibility("default")))
+#define ARENA_BYTES (1024 * 1024)
+#define HANDSHAKE_TIMEOUT_MS 5000
+
+typedef struct Pending {
+        uint64_t id;
+        bool done;
+        int result;
+        uint64_t desc;
+        struct np_session_stats stats;
+        struct np_status *status;
+        struct Pending *next;
+} Pending;
+
+struct np_client {
+        int sock;
+        int evfd;
+        atomic_int break_sig;
+
+        pthread_mutex_t send_lock;
+        pthread_mutex_t lock; /* protects everything below */
+        pthread_cond_t cond;
+        bool reading;
+        bool dead;
+        bool break_pending;
+        uint64_t next_id;
+        Pending *pending;
+        np_event *evq; /* ring of events for np_poll */
+        size_t evq_head, evq_len, evq_cap;
+
+        Arena arena; /* the reader's */
+        uint8_t *rbuf;
+};
+
+static int64_t deadline_after(int64_t delay)
+{
+        int64_t d;
+
+        return __builtin_add_overflow(now_ns(), delay, &d) ? INT64_MAX : d;
+}
+
+static void pending_remove(np_client *c, Pending *p)
+{
+        for (Pending **pp = &c->pending; *pp; pp = &(*pp)->next)
+                if (*pp == p) {
+                        *pp = p->next;
+                        return;
+                }
+}
+
+static int evq_push(np_client *c, const np_event *e)
+{
+        if (c->evq_len == c->evq_cap) {
+                size_t cap = c->evq_cap ? c->evq_cap * 2 : 64;
+                np_event *q = malloc(cap * sizeof(*q));
+                if (!q)
+                        return -ENOMEM;
+                for (size_t i = 0; i < c->evq_len; i++)
+                        q[i] = c->evq[(c->evq_head + i) % c->evq_cap];
+                free(c->evq);
+                c->evq = q;
+                c->evq_cap = cap;
+                c->evq_head = 0;
+        }
+        c->evq[(c->evq_head + c->evq_len++) % c->evq_cap] = *e;
+        return 0;
+}
+
+/* Hands a decoded datagram's replies to their callers and queues its
+ * events.  Called with c->lock held. */
+static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
+{
+        if (m->error) {
+                c->dead = true;
+                return;
+        }
+        for (size_t i = 0; i < m->n_replies; i++) {
+                const Netpoll__V1__Reply *r = m->replies[i];
+                for (Pending *p = c->pending; p; p = p->next) {
+                        if (p->id != r->id || p->done)
+                                continue;
+                        p->done = true;
+                        p->result = r->result;
+                        p->desc = r->desc;
+                        if (r->session)
+                                p->stats = (struct np_session_stats){
+                                        .descriptors = r->session->descriptors,
+                                        .waiters = r->session->waiters,
+                                        .timers = r->session->timers,
+                                };
+                        if (r->status && p->status) {
+                                const Netpoll__V1__Status *s = r->status;
+                                struct np_status *o = p->status;
+                                *o = (struct np_status){
+                                        .pid = s->pid,
+                                        .uptime_ns = s->uptime_ns,
+                                        .connections = s->connections,
+                                        .descriptors = s->descriptors,
+                                        .waiters = s->waiters,
+                                        .timers = s->timers,
+                                        .events = s->events,
+                                        .timeouts = s->timeouts,
+                                        .protocol_errors = s->protocol_errors,
+                                        .slots_in_use = s->slots_in_use,
+                                        .slots_allocated = s->slots_allocated,
+                                };
+                                snprintf(o->version, sizeof(o->version), "%s",
+                                         s->version ? s->version : "");
+                        }
+                        break;
+                }
+        }
+        for (size_t i = 0; i < m->n_events; i++) {
+                const Netpoll__V1__Event *e = m->events[i];
+                np_event ev = { .desc = e->desc, .user = e->user, .mode = e->mode,
+                                .result = e->result };
+                if (evq_push(c, &ev) < 0)
+                        c->dead = true; /* cannot lose an outcome silently */
+        }
+}
+
+/*
+ * One turn of the reader role.  Called and returns with c->lock held; drops
+ * it while polling.  deadline: -1 wait for input, 0 do not block, else an
+ * absolute CLOCK_MONOTONIC time.  watch_break: also wake on np_break.
+ */
+static void read_turn(np_client *c, int64_t deadline, bool watch_break)
+{
+        struct pollfd pfd[2] = { { .fd = c->sock, .events = POLLIN },
+                                 { .fd = c->evfd, .events = POLLIN } };
+        bool brk = false;
+
+        c->reading = true;
+        pthread_mutex_unlock(&c->lock);
+
+        struct timespec ts, *tsp = NULL;
+        if (deadline >= 0) {
+                int64_t left = deadline == 0 ? 0 : deadline - now_ns();
+                ts = ns_to_timespec(left > 0 ? left : 0);
+                tsp = &ts;
+        }
+        int n = ppoll(pfd, watch_break ? 2 : 1, tsp, NULL);
+        if (n > 0 && watch_break && (pfd[1].revents & POLLIN)) {
+                uint64_t v;
+                (void)!read(c->evfd, &v, sizeof(v));
+                atomic_store(&c->break_sig, 0);
+                brk = true;
+        }
+        if (n > 0 && pfd[0].revents) {
+                for (int i = 0; i < 64; i++) {
+                        Netpoll__V1__ServerMessage *m;
+                        int r = wire_recv(c->sock, c->rbuf, &c->arena, MSG_DONTWAIT, &m);
+                        if (r == 0)
+                                break;
+                        pthread_mutex_lock(&c->lock);
+                        if (r < 0)
+                                c->dead = true;
+                        else
+                                apply(c, m);
+                        bool dead = c->dead;
+                        pthread_mutex_unlock(&c->lock);
+                        if (dead)
+                                break;
+                }
+        }
+        pthread_mutex_lock(&c->lock);
+        if (brk)
+                c->break_pending = true;
+        c->reading = false;
+        pthread_cond_broadcast(&c->cond);
+}
+
+/* Sends q (with fd attached when >= 0) and waits for its reply in *p. */
+static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
+{
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+        Netpoll__V1__Request *qs[1] = { q };
+        int r;
+
+        m.requests = qs;
+        m.n_requests = 1;
+        q->fd_index = 0;
+
+        pthread_mutex_lock(&c->lock);
+        if (c->dead) {
+                pthread_mutex_unlock(&c->lock);
+                return -ECONNRESET;
+        }
+        q->id = p->id = ++c->next_id;
+        p->done = false;
+        p->next = c->pending;
+        c->pending = p;
+        pthread_mutex_unlock(&c->lock);
+
+        pthread_mutex_lock(&c->send_lock);
+        r = wire_send(c->sock, &m, fd);
+        pthread_mutex_unlock(&c->send_lock);
+
+        pthread_mutex_lock(&c->lock);
+        if (r < 0) {
+                if (r == -ECONNRESET)
+                        c->dead = true;
+        } else {
+                while (!p->done && !c->dead) {
+                        if (!c->reading)
+                                read_turn(c, -1, true);
+                        else
+                                pthread_cond_wait(&c->cond, &c->lock);
+                }
+                r = p->done ? p->result : -ECONNRESET;
+        }
+        pending_remove(c, p);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+static int simple(np_client *c, Netpoll__V1__Op op, np_desc d, int mode, int64_t ns)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+
+        if (!c)
+                return -EINVAL;
+        q.op = op;
+        q.desc = d;
+        q.mode = mode;
+        q.ns = ns;
+        return call(c, &q, -1, &p);
+}
+
+static int handshake(np_client *c)
+{
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+        Netpoll__V1__Hello h = NETPOLL__V1__HELLO__INIT;
+        Netpoll__V1__ServerMessage *w;
+        struct pollfd pfd = { .fd = c->sock, .events = POLLIN };
+        int r;
+
+        h.version = WIRE_PROTOCOL_VERSION;
+        h.name = program_invocation_short_name;
+        m.hello = &h;
+        r = wire_send(c->sock, &m, -1);
+        if (r < 0)
+                return r;
+        do
+                r = poll(&pfd, 1, HANDSHAKE_TIMEOUT_MS);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        if (r == 0)
+                return -ETIMEDOUT;
+        r = wire_recv(c->sock, c->rbuf, &c->arena, 0, &w);
+        if (r < 0)
+                return r;
+        if (w->error)
+                return w->error < 0 ? w->error : -EPROTO;
+        if (!w->welcome || w->welcome->version != WIRE_PROTOCOL_VERSION)
+                return -EPROTO;
+        return 0;
+}
+
+NP_EXPORT int np_connect(const char *path, np_client **ret)
+{
+        struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        pthread_condattr_t ca;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!path)
+                path = secure_getenv("NETPOLL_SOCKET");
+        if (!path || !*path)
+                path = NP_DEFAULT_SOCKET;
+        if (strlen(path) >= sizeof(addr.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(addr.sun_path, path, strlen(path));
+
+        np_client *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->sock = c->evfd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_init(&c->send_lock, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        r = arena_init(&c->arena, ARENA_BYTES);
+        if (r < 0)
+                goto fail;
+        c->rbuf = malloc(WIRE_MAX_MESSAGE_BYTES);
+        if (!c->rbuf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        c->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (c->sock < 0 || c->evfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (connect(c->sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = handshake(c);
+        if (r < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+fail:
+        np_disconnect(c);
+        return r;
+}
+
+NP_EXPORT void np_disconnect(np_client *c)
+{
+        if (!c)
+                return;
+        safe_close(c->sock);
+        safe_close(c->evfd);
+        pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->send_lock);
+        pthread_cond_destroy(&c->cond);
+        arena_done(&c->arena);
+        free(c->rbuf);
+        free(c->evq);
+        free(c);
+}
+
+static bool own_fd(np_client *c, int fd)
+{
+        return fd_same_file(fd, c->sock) || fd_same_file(fd, c->evfd);
+}
+
+NP_EXPORT int np_open(np_client *c, int fd, uint64_t user, np_desc *ret)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+                return -EBADF;
+        if (own_fd(c, fd))
+                return -EINVAL;
+        q.op = NETPOLL__V1__OP__OP_OPEN;
+        q.user = user;
+        r = call(c, &q, fd, &p);
+        if (r < 0)
+                return r;
+        *ret = p.desc;
+        return 0;
+}
+
+NP_EXPORT int np_unblock(np_client *c, np_desc d)
+{
+        return simple(c, NETPOLL__V1__OP__OP_UNBLOCK, d, 0, 0);
+}
+
+NP_EXPORT int np_close(np_client *c, np_desc d)
+{
+        return simple(c, NETPOLL__V1__OP__OP_CLOSE, d, 0, 0);
+}
+
+NP_EXPORT int np_reset(np_client *c, np_desc d, int mode)
+{
+        return simple(c, NETPOLL__V1__OP__OP_RESET, d, mode, 0);
+}
+
+NP_EXPORT int np_wait(np_client *c, np_desc d, int mode)
+{
+        return simple(c, NETPOLL__V1__OP__OP_WAIT, d, mode, 0);
+}
+
+NP_EXPORT int np_wait_canceled(np_client *c, np_desc d, int mode)
+{
+        return simple(c, NETPOLL__V1__OP__OP_WAIT_CANCELED, d, mode, 0);
+}
+
+NP_EXPORT int np_set_deadline(np_client *c, np_desc d, int64_t ns, int mode)
+{
+        return simple(c, NETPOLL__V1__OP__OP_SET_DEADLINE, d, mode, ns);
+}
+
+NP_EXPORT int np_arm(np_client *c, np_desc d, int mode)
+{
+        return simple(c, NETPOLL__V1__OP__OP_ARM, d, mode, 0);
+}
+
+NP_EXPORT int np_ping(np_client *c)
+{
+        return simple(c, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
+}
+
+NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
+{
+        int64_t deadline = delay_ns > 0 ? deadline_after(delay_ns) : delay_ns < 0 ? -1 : 0;
+        bool polled = false;
+        int n = 0;
+
+        if (!c || max < 0 || (max > 0 && !events))
+                return -EINVAL;
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                if (c->evq_len > 0 && max > 0) {
+                        while (n < max && c->evq_len > 0) {
+                                events[n++] = c->evq[c->evq_head];
+                                c->evq_head = (c->evq_head + 1) % c->evq_cap;
+                                c->evq_len--;
+                        }
+                        break;
+                }
+                if (delay_ns != 0 && c->break_pending) {
+                        c->break_pending = false;
+                        break;
+                }
+                if (c->dead) {
+                        n = -ECONNRESET;
+                        break;
+                }
+                if (delay_ns == 0) {
+                        /* One non-blocking look at the socket, without
+                         * touching the break eventfd. */
+                        if (polled || c->reading)
+                                break;
+                        polled = true;
+                        read_turn(c, 0, false);
+                        continue;
+                }
+                if (delay_ns > 0 && now_ns() >= deadline)
+                        break;
+                if (!c->reading)
+                        read_turn(c, deadline, true);
+                else if (delay_ns < 0)
+                        pthread_cond_wait(&c->cond, &c->lock);
+                else {
+                        struct timespec ts = ns_to_timespec(deadline);
+                        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        return n;
+}
+
+NP_EXPORT int np_break(np_client *c)
+{
+        int expected = 0, saved = errno;
+        uint64_t one = 1;
+
+        if (!c)
+                return -EINVAL;
+        if (atomic_compare_exchange_strong(&c->break_sig, &expected, 1))
+                (void)!write(c->evfd, &one, sizeof(one));
+        errno = saved;
+        return 0;
+}
+
+NP_EXPORT int np_is_poll_descriptor(np_client *c, int fd)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+
+        if (!c)
+                return -EINVAL;
+        if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+                return -EBADF;
+        if (own_fd(c, fd))
+                return 1;
+        q.op = NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR;
+        return call(c, &q, fd, &p);
+}
+
+NP_EXPORT int np_session_stats(np_client *c, struct np_session_stats *ret)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        q.op = NETPOLL__V1__OP__OP_SESSION_STATS;
+        r = call(c, &q, -1, &p);
+        if (r < 0)
+                return r;
+        *ret = p.stats;
+        return 0;
+}
+
+NP_EXPORT int np_status(np_client *c, struct np_status *ret)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        struct np_status st = { 0 };
+        Pending p = { .status = &st };
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        q.op = NETPOLL__V1__OP__OP_STATUS;
+        r = call(c, &q, -1, &p);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
+}
+
+NP_EXPORT const char *np_strerror(int code)
+{
+        switch (code) {
+        case NP_OK:
+                return "ready";
+        case NP_ERR_CLOSING:
+                return "descriptor is closing";
+        case NP_ERR_TIMEOUT:
+                return "i/o timeout";
+        case NP_ERR_NOT_POLLABLE:
+                return "error polling descriptor";
+        }
+        if (code < 0) {
+                const char *s = strerrordesc_np(-code);
+                if (s)
+                        return s;
+        }
+        return "unknown error";
+}

@@ -1,0 +1,137 @@
+/*
+ * libnetpoll: the client library of netpolld, Go's runtime network poller
+ * as a service.  See netpoll(3).
+ *
+ * Every function returns 0 or a non-negative NP_* code on success and a
+ * negative errno on failure.  Every function but np_disconnect is
+ * thread-safe on one np_client: a thread blocked in np_wait does not delay
+ * other threads' calls, and calls of one connection take effect in the order
+ * they were made.  After fork() the child must not use the parent's
+ * np_client (it shares the parent's connection): connect anew.
+ */
+#ifndef NETPOLL_H
+#define NETPOLL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NP_READ 'r'
+#define NP_WRITE 'w'
+#define NP_RW ('r' + 'w')
+
+/* Outcomes (Go's pollNoError, pollErrClosing, pollErrTimeout, pollErrNotPollable). */
+enum { NP_OK = 0, NP_ERR_CLOSING = 1, NP_ERR_TIMEOUT = 2, NP_ERR_NOT_POLLABLE = 3 };
+
+/* The default socket, used when np_connect gets NULL and $NETPOLL_SOCKET is unset. */
+#define NP_DEFAULT_SOCKET "/run/netpolld/netpolld.sock"
+
+typedef struct np_client np_client;
+typedef uint64_t np_desc;
+
+typedef struct np_event {
+        np_desc desc;  /* the descriptor whose armed wait ended */
+        uint64_t user; /* the cookie given to np_open */
+        int mode;      /* NP_READ or NP_WRITE */
+        int result;    /* NP_OK, NP_ERR_CLOSING, NP_ERR_TIMEOUT or NP_ERR_NOT_POLLABLE */
+} np_event;
+
+struct np_session_stats {
+        uint64_t descriptors; /* registered descriptors of this connection */
+        uint64_t waiters;     /* parked waits */
+        uint64_t timers;      /* armed deadline timers */
+};
+
+/* Connects to the daemon at path (NULL: $NETPOLL_SOCKET, else NP_DEFAULT_SOCKET)
+ * and makes the version handshake.  -ENOENT/-ECONNREFUSED no daemon, -EACCES
+ * refused, -EPROTO version mismatch. */
+int np_connect(const char *path, np_client **ret);
+
+/* Closes the connection; the daemon releases everything it held for it.
+ * Accepts NULL.  No other call on c may be running or follow. */
+void np_disconnect(np_client *c);
+
+/* pollOpen: registers fd.  The caller keeps its fd; the daemon holds its own
+ * copy until np_close.  user comes back in np_event.  -EBADF bad fd, -EPERM
+ * not pollable, -EINVAL the daemon's poller fds or this client's own fds,
+ * -EDQUOT per-connection quota, -EMFILE the daemon is out of fds. */
+int np_open(np_client *c, int fd, uint64_t user, np_desc *ret);
+
+/* pollUnblock: parked waits end with NP_ERR_CLOSING, timers stop.
+ * -EALREADY already closing, -EBADF. */
+int np_unblock(np_client *c, np_desc d);
+
+/* pollClose: d is invalid afterwards.  -EBUSY not unblocked, or an
+ * np_wait_canceled still parked; -EBADF. */
+int np_close(np_client *c, np_desc d);
+
+/* pollReset: the error check's code, else discards latched readiness of
+ * mode and returns NP_OK.  -EINVAL mode not NP_READ/NP_WRITE, -EBADF. */
+int np_reset(np_client *c, np_desc d, int mode);
+
+/* pollWait: the error check first, latched readiness consumed at once,
+ * else blocks until NP_OK, NP_ERR_TIMEOUT or NP_ERR_CLOSING.  -EBUSY a wait
+ * of d and mode is already parked, -EINVAL, -EBADF, -ECONNRESET daemon lost. */
+int np_wait(np_client *c, np_desc d, int mode);
+
+/* pollWaitCanceled: waits for readiness only, ignoring closing and deadlines. */
+int np_wait_canceled(np_client *c, np_desc d, int mode);
+
+/* pollSetDeadline: ns > 0 now + ns, < 0 expired now, 0 none; mode NP_READ,
+ * NP_WRITE or NP_RW.  Returns 0 (also when closing).  -EINVAL, -EBADF. */
+int np_set_deadline(np_client *c, np_desc d, int64_t ns, int mode);
+
+/* An asynchronous np_wait: returns 0 once accepted; the outcome, immediate
+ * ones too, is delivered by np_poll.  -EBUSY, -EINVAL, -EBADF as np_wait. */
+int np_arm(np_client *c, np_desc d, int mode);
+
+/* netpoll(delay) over armed waits: fills up to max events and returns how
+ * many.  delay < 0 blocks until at least one or an np_break; 0 never blocks;
+ * > 0 waits at most delay ns and never returns early without an event or a
+ * break.  Events beyond max stay queued. */
+int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max);
+
+/* netpollBreak: wakes a blocked np_poll, or makes the next blocking one
+ * return at once; coalesced; an np_poll with delay 0 does not consume it.
+ * Thread-safe and async-signal-safe. */
+int np_break(np_client *c);
+
+/* 1 if fd is one of the daemon's poller fds or this client's own fds (its
+ * connection socket, its break eventfd), else 0.  -EBADF. */
+int np_is_poll_descriptor(np_client *c, int fd);
+
+/* This connection's registered descriptors, parked waits, armed timers. */
+int np_session_stats(np_client *c, struct np_session_stats *ret);
+
+/* Daemon-wide figures, as `pollctl status` shows them. */
+struct np_status {
+        char version[32];
+        uint32_t pid;
+        uint64_t uptime_ns;
+        uint64_t connections;
+        uint64_t descriptors;
+        uint64_t waiters;
+        uint64_t timers;
+        uint64_t events;   /* readiness outcomes delivered since start */
+        uint64_t timeouts; /* timeout outcomes delivered since start */
+        uint64_t protocol_errors;
+        uint64_t slots_in_use;
+        uint64_t slots_allocated;
+};
+
+/* One round trip to the daemon.  Returns 0 or -errno. */
+int np_ping(np_client *c);
+
+/* Fills *ret with the daemon's status.  Returns 0 or -errno. */
+int np_status(np_client *c, struct np_status *ret);
+
+/* A static description of an NP_* code (>= 0) or a negative errno. */
+const char *np_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * The client side of the wire (internal to libnetpoll and pollctl): sends
+ * one ClientMessage datagram with an optional fd, and receives one
+ * ServerMessage datagram decoded into an arena.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/arena.h"
+#include "netpoll.pb-c.h"
+
+#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_MAX_MESSAGE_BYTES (64 * 1024)
+
+/* Packs m and sends it on sock (blocking), with fd (borrowed) attached as
+ * SCM_RIGHTS when fd >= 0.  Returns 0 or -errno. */
+int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd);
+
+/* Receives one datagram into buf (WIRE_MAX_MESSAGE_BYTES) with flags and
+ * decodes it into a (reset first).  Returns 1 and the message, 0 when
+ * nothing is there (MSG_DONTWAIT), -ECONNRESET when the daemon is gone,
+ * -EBADMSG for an undecodable one, or -errno. */
+int wire_recv(int sock, uint8_t *buf, Arena *a, int flags, Netpoll__V1__ServerMessage **ret);

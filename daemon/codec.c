@@ -1,0 +1,132 @@
+/*
+ * Wire codec, daemon side.  Decoding unpacks with the caller's byte-capped
+ * arena, so a datagram that would take more memory than the cap fails as
+ * -EBADMSG, and copies requests into plain structs in the same arena.
+ * Encoding fills stack arrays of protobuf-c structs for up to CHUNK items,
+ * checks the packed size, and halves the chunk while it exceeds the cap.
+ */
+#include "codec.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define CHUNK 512
+
+int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
+{
+        Netpoll__V1__ClientMessage *m =
+                netpoll__v1__client_message__unpack(&a->allocator, len, buf);
+
+        if (!m)
+                return -EBADMSG;
+        if (m->n_requests > NP_MAX_REQUESTS_PER_MESSAGE)
+                return -E2BIG;
+        NpRequest *reqs = NULL;
+        if (m->n_requests > 0) {
+                reqs = a->allocator.alloc(a, m->n_requests * sizeof(*reqs));
+                if (!reqs)
+                        return -EBADMSG;
+        }
+        for (size_t i = 0; i < m->n_requests; i++) {
+                const Netpoll__V1__Request *q = m->requests[i];
+                reqs[i] = (NpRequest){
+                        .id = q->id,
+                        .op = (int)q->op,
+                        .desc = q->desc,
+                        .mode = q->mode,
+                        .ns = q->ns,
+                        .user = q->user,
+                        .fd_index = q->fd_index,
+                };
+        }
+        *ret = (Inbound){
+                .hello = m->hello != NULL,
+                .version = m->hello ? m->hello->version : 0,
+                .name = m->hello && m->hello->name ? m->hello->name : "",
+                .n_requests = m->n_requests,
+                .requests = reqs,
+        };
+        return 0;
+}
+
+size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, size_t *ret_used)
+{
+        Netpoll__V1__Reply replies[CHUNK];
+        Netpoll__V1__Event events[CHUNK];
+        Netpoll__V1__SessionStats stats[CHUNK];
+        Netpoll__V1__Reply *rp[CHUNK];
+        Netpoll__V1__Event *ep[CHUNK];
+        size_t take = n < CHUNK ? n : CHUNK;
+
+        for (;;) {
+                Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
+                m.replies = rp;
+                m.events = ep;
+                for (size_t i = 0; i < take; i++) {
+                        const Outbound *o = &items[i];
+                        if (o->kind == OUT_REPLY) {
+                                Netpoll__V1__Reply *r = &replies[m.n_replies];
+                                netpoll__v1__reply__init(r);
+                                r->id = o->id;
+                                r->result = o->result;
+                                r->desc = o->desc;
+                                if (o->has_session) {
+                                        Netpoll__V1__SessionStats *st = &stats[m.n_replies];
+                                        netpoll__v1__session_stats__init(st);
+                                        st->descriptors = o->descriptors;
+                                        st->waiters = o->waiters;
+                                        st->timers = o->timers;
+                                        r->session = st;
+                                }
+                                r->status = (Netpoll__V1__Status *)o->status;
+                                rp[m.n_replies++] = r;
+                        } else {
+                                Netpoll__V1__Event *e = &events[m.n_events];
+                                netpoll__v1__event__init(e);
+                                e->desc = o->desc;
+                                e->user = o->user;
+                                e->mode = o->mode;
+                                e->result = o->result;
+                                ep[m.n_events++] = e;
+                        }
+                }
+                size_t size = netpoll__v1__server_message__get_packed_size(&m);
+                if (size > cap && take > 1) {
+                        take /= 2;
+                        continue;
+                }
+                /* One item always fits: a Status is far below any cap. */
+                *ret_used = take;
+                return netpoll__v1__server_message__pack(&m, buf);
+        }
+}
+
+size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t connection_id)
+{
+        Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
+        Netpoll__V1__Welcome w = NETPOLL__V1__WELCOME__INIT;
+        Netpoll__V1__Limits l = NETPOLL__V1__LIMITS__INIT;
+
+        l.max_descriptors = max_descriptors;
+        l.max_fds_per_message = NP_MAX_FDS_PER_MESSAGE;
+        l.max_message_bytes = NP_MAX_MESSAGE_BYTES;
+        l.max_requests_per_message = NP_MAX_REQUESTS_PER_MESSAGE;
+        w.version = NP_PROTOCOL_VERSION;
+        w.limits = &l;
+        w.server = (char *)"netpolld " NETPOLL_VERSION;
+        w.connection_id = connection_id;
+        m.welcome = &w;
+        return netpoll__v1__server_message__pack(&m, buf);
+}
+
+size_t codec_encode_error(uint8_t *buf, int32_t error)
+{
+        Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
+        Netpoll__V1__Welcome w = NETPOLL__V1__WELCOME__INIT;
+
+        w.version = NP_PROTOCOL_VERSION;
+        w.server = (char *)"netpolld " NETPOLL_VERSION;
+        m.welcome = &w;
+        m.error = error;
+        return netpoll__v1__server_message__pack(&m, buf);
+}

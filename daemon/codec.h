@@ -1,0 +1,70 @@
+/*
+ * protobuf-c <-> internal structs for the daemon side of the wire: decodes
+ * one ClientMessage datagram into a Inbound (allocated in an Arena) and
+ * packs queued Outbound items into ServerMessage datagrams.  Pure: no I/O.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/arena.h"
+#include "netpoll.pb-c.h"
+
+#define NP_PROTOCOL_VERSION 1
+#define NP_MAX_MESSAGE_BYTES (64 * 1024)
+#define NP_MAX_FDS_PER_MESSAGE 253
+#define NP_MAX_REQUESTS_PER_MESSAGE 1024
+
+typedef struct NpRequest {
+        uint64_t id;
+        int op; /* Netpoll__V1__Op; unknown values are kept as they came */
+        uint64_t desc;
+        int32_t mode;
+        int64_t ns;
+        uint64_t user;
+        int32_t fd_index;
+} NpRequest;
+
+typedef struct Inbound {
+        bool hello;
+        uint32_t version;
+        const char *name; /* "" when absent; lives in the arena */
+        size_t n_requests;
+        NpRequest *requests; /* in the arena */
+} Inbound;
+
+typedef enum OutKind {
+        OUT_REPLY = 1,
+        OUT_EVENT = 2,
+} OutKind;
+
+typedef struct Outbound {
+        uint8_t kind;    /* OutKind */
+        bool wake;       /* ends a parked wait: counts in waiters until sent */
+        int32_t result;  /* reply result, or event result */
+        int32_t mode;    /* event */
+        uint64_t id;     /* reply: request id */
+        uint64_t desc;   /* reply (OPEN) and event */
+        uint64_t user;   /* event */
+        bool has_session; /* reply payload of OP_SESSION_STATS: */
+        uint64_t descriptors, waiters, timers;
+        const Netpoll__V1__Status *status; /* reply payload, or NULL; valid until packed */
+} Outbound;
+
+/* Decodes a datagram.  Returns 0, -EBADMSG (not a ClientMessage, or more
+ * than the arena cap to decode), or -E2BIG (too many requests). */
+int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret);
+
+/*
+ * Packs items[0..n) from the front into one ServerMessage of at most cap
+ * bytes in buf.  Returns the number of bytes written and sets *ret_used to
+ * how many items went in (at least one, if n > 0).
+ */
+size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, size_t *ret_used);
+
+/* Packs a ServerMessage carrying only a welcome, or only an error with the
+ * server's version.  Returns the number of bytes (fits in 256). */
+size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t connection_id);
+size_t codec_encode_error(uint8_t *buf, int32_t error);

@@ -1,0 +1,163 @@
+/*
+ * netpolld: flags, configuration, process set-up and lifecycle.
+ *
+ * Precedence: built-in defaults < config file < command-line flags.  The
+ * daemon raises RLIMIT_NOFILE's soft limit to the hard limit (it holds a
+ * copy of every registered fd), blocks the signals it reads through a
+ * signalfd, tells systemd READY=1 once it serves and STOPPING=1 when it
+ * stops, and on SIGTERM/SIGINT ends every parked wait with NP_ERR_CLOSING,
+ * closes every connection, removes its socket file and exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: netpolld [OPTION]...\n"
+                "Run Go's runtime network poller as a service: clients register fds over an\n"
+                "AF_UNIX socket and get readiness, timeout and closing outcomes back.\n"
+                "\n"
+                "  -s, --socket PATH       listen on PATH (default %s;\n"
+                "                          ignored under socket activation)\n"
+                "  -c, --config FILE       read FILE (INI, see netpolld.conf(5))\n"
+                "  -l, --log-level LEVEL   err, warning, notice, info (default) or debug\n"
+                "      --check-config      validate the configuration, print it, and exit\n"
+                "  -h, --help              show this help and exit\n"
+                "  -V, --version           show the version and exit\n"
+                "\n"
+                "Runs in the foreground and logs to stderr.  SIGTERM or SIGINT stop it.\n"
+                "See netpolld(8).\n",
+                CONFIG_DEFAULT_SOCKET);
+}
+
+static void raise_nofile(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+        }
+}
+
+int main(int argc, char **argv)
+{
+        enum { OPT_CHECK_CONFIG = 0x100 };
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "config", required_argument, NULL, 'c' },
+                { "log-level", required_argument, NULL, 'l' },
+                { "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *socket_path = NULL, *config_path = NULL;
+        int log_level = -1, c, r;
+        bool check_config = false;
+        char err[1024];
+        Config cfg;
+        Server srv;
+
+        while ((c = getopt_long(argc, argv, "s:c:l:hV", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        socket_path = optarg;
+                        break;
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 'l':
+                        log_level = log_level_from_string(optarg);
+                        if (log_level < 0) {
+                                fprintf(stderr, "netpolld: invalid log level '%s'\n", optarg);
+                                usage(stderr);
+                                return 2;
+                        }
+                        break;
+                case OPT_CHECK_CONFIG:
+                        check_config = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("netpolld %s (protocol %d)\n", NETPOLL_VERSION, 1);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "netpolld: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+
+        if (config_init(&cfg) < 0) {
+                fprintf(stderr, "netpolld: out of memory\n");
+                return 1;
+        }
+        if (config_path && config_load(&cfg, config_path, err, sizeof(err)) < 0) {
+                fprintf(stderr, "netpolld: %s\n", err);
+                config_done(&cfg);
+                return 1;
+        }
+        if (socket_path) {
+                free(cfg.socket_path);
+                cfg.socket_path = strdup(socket_path);
+        }
+        if (log_level >= 0)
+                cfg.log_level = log_level;
+        if (check_config) {
+                config_print(&cfg, stdout);
+                config_done(&cfg);
+                return 0;
+        }
+        log_set_level(cfg.log_level);
+        raise_nofile();
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = server_init(&srv, &cfg);
+        if (r < 0) {
+                log_error("cannot start: %s", strerror(-r));
+                server_done(&srv);
+                config_done(&cfg);
+                return 1;
+        }
+        r = server_listen(&srv, err, sizeof(err));
+        if (r < 0) {
+                log_error("cannot listen: %s", err[0] ? err : strerror(-r));
+                server_done(&srv);
+                config_done(&cfg);
+                return 1;
+        }
+        log_info("netpolld %s serving on %s", NETPOLL_VERSION,
+                 srv.listen_owned ? cfg.socket_path : "the socket passed by systemd");
+        sd_notify(0, "READY=1\nSTATUS=serving");
+        r = server_run(&srv);
+        sd_notify(0, "STOPPING=1");
+        server_done(&srv);
+        config_done(&cfg);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,111 @@
+/*
+ * Slots live in fixed blocks of POLLCACHE_BLOCK_SLOTS that are never moved
+ * or freed before pollcache_done, so a slot's address and index are stable
+ * for the daemon's life: an epoll event or a timer that arrives after a
+ * descriptor was freed still lands on valid memory, and the generation check
+ * turns it away.  Only the array of block pointers is reallocated.
+ *
+ * Generations are odd while a slot is allocated and even while it is free,
+ * so a token (whose generation is always odd) never names a free slot.
+ */
+#include "pollcache.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "token.h"
+
+void pollcache_init(PollCache *c)
+{
+        *c = (PollCache){ .free_head = POLLCACHE_NONE };
+}
+
+void pollcache_done(PollCache *c)
+{
+        for (uint32_t i = 0; i < c->nblocks; i++)
+                free(c->blocks[i]);
+        free(c->blocks);
+        pollcache_init(c);
+}
+
+PollSlot *pollcache_slot(const PollCache *c, uint32_t index)
+{
+        uint32_t b = index >> POLLCACHE_BLOCK_SHIFT;
+
+        if (b >= c->nblocks)
+                return NULL;
+        return &c->blocks[b][index & (POLLCACHE_BLOCK_SLOTS - 1)];
+}
+
+static int pollcache_grow(PollCache *c)
+{
+        uint32_t base = pollcache_allocated(c);
+
+        if (base + POLLCACHE_BLOCK_SLOTS - 1 > TOKEN_INDEX_MAX)
+                return -ENOSPC;
+        PollSlot **blocks = realloc(c->blocks, (c->nblocks + 1) * sizeof(*blocks));
+        if (!blocks)
+                return -ENOMEM;
+        c->blocks = blocks;
+        PollSlot *block = calloc(POLLCACHE_BLOCK_SLOTS, sizeof(*block));
+        if (!block)
+                return -ENOMEM;
+        c->blocks[c->nblocks++] = block;
+        /* Push in reverse so the lowest index is handed out first. */
+        for (uint32_t i = POLLCACHE_BLOCK_SLOTS; i-- > 0;) {
+                PollSlot *s = &block[i];
+                s->index = base + i;
+                s->gen = 0;
+                s->pd.fd = -1;
+                timer_init(&s->pd.rt.node);
+                timer_init(&s->pd.wt.node);
+                s->next = c->free_head;
+                s->prev = POLLCACHE_NONE;
+                c->free_head = s->index;
+        }
+        return 0;
+}
+
+int pollcache_alloc(PollCache *c, PollSlot **ret)
+{
+        int r;
+
+        if (c->free_head == POLLCACHE_NONE) {
+                r = pollcache_grow(c);
+                if (r < 0)
+                        return r;
+        }
+        PollSlot *s = pollcache_slot(c, c->free_head);
+        c->free_head = s->next;
+        s->next = s->prev = POLLCACHE_NONE;
+        s->gen++;
+        c->in_use++;
+        *ret = s;
+        return 0;
+}
+
+void pollcache_free(PollCache *c, PollSlot *s)
+{
+        s->gen++;
+        s->pd.owner = NULL;
+        s->pd.fd = -1;
+        s->prev = POLLCACHE_NONE;
+        s->next = c->free_head;
+        c->free_head = s->index;
+        c->in_use--;
+}
+
+PollSlot *pollcache_lookup(const PollCache *c, uint64_t token)
+{
+        if (token_tag(token) != TOKEN_DESC)
+                return NULL;
+        PollSlot *s = pollcache_slot(c, token_index(token));
+        if (!s || s->gen != token_gen(token) || !pollcache_slot_in_use(s))
+                return NULL;
+        return s;
+}
+
+uint64_t pollcache_token(const PollSlot *s)
+{
+        return token_make(TOKEN_DESC, s->index, s->gen);
+}

@@ -1,0 +1,64 @@
+/*
+ * The pollDesc cache: type-stable descriptor slots allocated in blocks and
+ * never freed while the daemon runs, a LIFO free list, and a generation per
+ * slot that changes on every free.  A slot is named by a TOKEN_DESC token
+ * (index + generation), which is both its epoll data word and the id its
+ * client sees; a token whose generation is not the slot's is stale.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pollops.h"
+
+#define POLLCACHE_NONE UINT32_MAX
+
+typedef struct PollSlot {
+        PollDesc pd;
+        uint32_t index;
+        uint32_t gen;  /* odd while allocated, even while free: never 0 when in use */
+        uint32_t next; /* free list, or the owner's list while allocated */
+        uint32_t prev; /* the owner's list */
+} PollSlot;
+
+typedef struct PollCache {
+        PollSlot **blocks;
+        uint32_t nblocks;
+        uint32_t free_head;
+        uint32_t in_use;
+} PollCache;
+
+void pollcache_init(PollCache *c);
+
+/* Frees every block; every slot must have been released first. */
+void pollcache_done(PollCache *c);
+
+/* Takes a slot from the free list, growing by a block when it is empty.
+ * Returns 0 and the slot in *ret, -ENOMEM, or -ENOSPC past the index limit. */
+int pollcache_alloc(PollCache *c, PollSlot **ret);
+
+/* Returns the slot to the free list and changes its generation. */
+void pollcache_free(PollCache *c, PollSlot *s);
+
+/* The slot a TOKEN_DESC token names, or NULL if stale or out of range. */
+PollSlot *pollcache_lookup(const PollCache *c, uint64_t token);
+
+/* The slot at index (allocated or not), or NULL past the end. */
+PollSlot *pollcache_slot(const PollCache *c, uint32_t index);
+
+uint64_t pollcache_token(const PollSlot *s);
+
+
+#define POLLCACHE_BLOCK_SHIFT 6
+#define POLLCACHE_BLOCK_SLOTS (1u << POLLCACHE_BLOCK_SHIFT)
+
+static inline uint32_t pollcache_allocated(const PollCache *c)
+{
+        return c->nblocks * POLLCACHE_BLOCK_SLOTS;
+}
+
+static inline bool pollcache_slot_in_use(const PollSlot *s)
+{
+        return s->gen & 1;
+}

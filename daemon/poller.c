@@ -1,0 +1,135 @@
+/*
+ * epoll, eventfd and timerfd, wrapped with -errno returns.
+ *
+ * The timerfd is armed with TFD_TIMER_ABSTIME on CLOCK_MONOTONIC for the
+ * earliest heap deadline, so the kernel wakes us at the right nanosecond;
+ * the loop still re-reads the clock after every wake and runs only timers
+ * that are due by then, so nothing fires early whatever wakes the loop.
+ * Re-arming is skipped when the earliest deadline did not change.
+ */
+#include "poller.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/clock.h"
+#include "../common/fdutil.h"
+#include "token.h"
+
+int poller_init(Poller *p)
+{
+        int r;
+
+        *p = (Poller){ .epfd = -1, .wakefd = -1, .timerfd = -1, .timer_when = INT64_MAX };
+        p->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (p->epfd < 0)
+                goto fail;
+        p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->wakefd < 0)
+                goto fail;
+        p->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (p->timerfd < 0)
+                goto fail;
+        r = poller_add(p, p->wakefd, EPOLLIN, token_make(TOKEN_WAKEUP, 0, 0));
+        if (r < 0)
+                goto fail_r;
+        r = poller_add(p, p->timerfd, EPOLLIN, token_make(TOKEN_TIMERFD, 0, 0));
+        if (r < 0)
+                goto fail_r;
+        return 0;
+fail:
+        r = -errno;
+fail_r:
+        poller_done(p);
+        return r;
+}
+
+void poller_done(Poller *p)
+{
+        p->epfd = safe_close(p->epfd);
+        p->wakefd = safe_close(p->wakefd);
+        p->timerfd = safe_close(p->timerfd);
+}
+
+static int poller_ctl(Poller *p, int op, int fd, uint32_t events, uint64_t token)
+{
+        struct epoll_event ev = { .events = events, .data.u64 = token };
+
+        if (epoll_ctl(p->epfd, op, fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+int poller_add(Poller *p, int fd, uint32_t events, uint64_t token)
+{
+        return poller_ctl(p, EPOLL_CTL_ADD, fd, events, token);
+}
+
+int poller_mod(Poller *p, int fd, uint32_t events, uint64_t token)
+{
+        return poller_ctl(p, EPOLL_CTL_MOD, fd, events, token);
+}
+
+int poller_del(Poller *p, int fd)
+{
+        return poller_ctl(p, EPOLL_CTL_DEL, fd, 0, 0);
+}
+
+int poller_set_timer(Poller *p, int64_t when)
+{
+        struct itimerspec its = { 0 };
+
+        if (when == p->timer_when)
+                return 0;
+        if (when != INT64_MAX)
+                /* 0 would disarm: a deadline at or before the epoch of the
+                 * monotonic clock is simply due, so ask for 1 ns. */
+                its.it_value = ns_to_timespec(when > 0 ? when : 1);
+        if (timerfd_settime(p->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+                return -errno;
+        p->timer_when = when;
+        return 0;
+}
+
+void poller_ack_timer(Poller *p)
+{
+        uint64_t ticks;
+
+        /* EAGAIN when re-armed since it fired: nothing to drain. */
+        (void)!read(p->timerfd, &ticks, sizeof(ticks));
+        p->timer_when = INT64_MAX;
+}
+
+void poller_ack_wakeup(Poller *p)
+{
+        uint64_t n;
+
+        (void)!read(p->wakefd, &n, sizeof(n));
+        atomic_store(&p->wake_sig, 0);
+}
+
+void poller_wake(Poller *p)
+{
+        int expected = 0;
+        uint64_t one = 1;
+
+        if (!atomic_compare_exchange_strong(&p->wake_sig, &expected, 1))
+                return; /* a wake is already pending */
+        (void)!write(p->wakefd, &one, sizeof(one));
+}
+
+int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms)
+{
+        int n = epoll_wait(p->epfd, evs, max, timeout_ms);
+
+        return n < 0 ? -errno : n;
+}
+
+bool poller_owns_file(const Poller *p, int fd)
+{
+        return fd_same_file(fd, p->epfd) || fd_same_file(fd, p->wakefd) || fd_same_file(fd, p->timerfd);
+}

@@ -1,0 +1,54 @@
+/*
+ * The kernel side of polling: one epoll instance, a wakeup eventfd
+ * (netpollBreak for the daemon's loop) and a timerfd that carries the
+ * earliest deadline with nanosecond precision (golang/go#44343: never round
+ * a deadline to epoll_wait's milliseconds).  Every registration carries a
+ * token (token.h) as its data word.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+typedef struct Poller {
+        int epfd;
+        int wakefd;
+        int timerfd;
+        int64_t timer_when; /* what the timerfd is armed for; INT64_MAX: disarmed */
+        atomic_int wake_sig; /* coalesces poller_wake() calls, as netpollWakeSig */
+} Poller;
+
+/* Creates the epoll instance, eventfd and timerfd and registers the latter
+ * two.  Returns 0 or -errno; on failure nothing is left open. */
+int poller_init(Poller *p);
+
+/* Closes everything; accepts a zeroed or half-initialised poller (fds -1). */
+void poller_done(Poller *p);
+
+/* Registers fd (borrowed) for events with the given token.  -errno. */
+int poller_add(Poller *p, int fd, uint32_t events, uint64_t token);
+int poller_mod(Poller *p, int fd, uint32_t events, uint64_t token);
+
+/* Unregisters fd; call it before closing the daemon's copy of a client fd,
+ * since the registration outlives close() while the client's copy lives. */
+int poller_del(Poller *p, int fd);
+
+/* Arms the timerfd for an absolute CLOCK_MONOTONIC time (INT64_MAX
+ * disarms).  A no-op when already armed for that time.  -errno. */
+int poller_set_timer(Poller *p, int64_t when);
+
+/* Drains the timerfd / the wakeup eventfd after they fired. */
+void poller_ack_timer(Poller *p);
+void poller_ack_wakeup(Poller *p);
+
+/* Wakes poller_wait from any thread or a signal handler; coalesced. */
+void poller_wake(Poller *p);
+
+/* epoll_wait; returns the number of events or -errno (EINTR passed on). */
+int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms);
+
+/* Whether fd (borrowed) refers to the same open file as one of the
+ * poller's own fds (epoll instance, eventfd, timerfd). */
+bool poller_owns_file(const Poller *p, int fd);

@@ -1,0 +1,142 @@
+/*
+ * The netpoll state machine of Go's runtime/netpoll.go, as pure logic.
+ *
+ * A PollDesc is one registered descriptor.  Its read and write semaphores
+ * (rg, wg) are NIL, READY (readiness latched, nobody waiting) or PARKED (a
+ * client request is waiting on it); its deadlines rd/wd are 0 (none), a
+ * CLOCK_MONOTONIC time, or -1 (expired).  Nothing here makes a system call:
+ * the caller registers the fd with epoll, closes it and frees the slot, and
+ * learns of every ended wait through PollOps.wake.
+ *
+ * Where the runtime throws (double wait, unblock twice, close without
+ * unblock, close with a parked waiter) these functions return a negative
+ * errno and change nothing.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "timers.h"
+
+/* Outcomes, as internal/poll defines them (NP_OK ... NP_ERR_NOT_POLLABLE). */
+enum {
+        POLL_NO_ERROR = 0,
+        POLL_ERR_CLOSING = 1,
+        POLL_ERR_TIMEOUT = 2,
+        POLL_ERR_NOT_POLLABLE = 3,
+};
+
+/* pollops_wait() result meaning "parked; the outcome comes through wake". */
+#define POLL_PARKED 0x100
+
+enum { POLL_MODE_R = 'r', POLL_MODE_W = 'w', POLL_MODE_RW = 'r' + 'w' };
+
+typedef enum PollSemState {
+        POLL_SEM_NIL = 0,
+        POLL_SEM_READY = 1,
+        POLL_SEM_PARKED = 2,
+} PollSemState;
+
+/* How a parked waiter ends (Go: pollWait, pollWaitCanceled; ARM is an
+ * asynchronous pollWait whose outcome the caller reports as an event). */
+typedef enum PollWaitKind {
+        POLL_WAIT = 1,
+        POLL_WAIT_CANCELED = 2,
+        POLL_WAIT_ARM = 3,
+} PollWaitKind;
+
+typedef struct PollSem {
+        uint8_t state; /* PollSemState */
+        uint8_t kind;  /* PollWaitKind of the parked waiter */
+        uint64_t req;  /* caller's id of the parked request */
+} PollSem;
+
+/* Which deadline function a timer runs (Go: rt.f / wt.f); NONE = nil. */
+typedef enum PollTimerFn {
+        POLL_TIMER_NONE = 0,
+        POLL_TIMER_READ = 1,
+        POLL_TIMER_WRITE = 2,
+        POLL_TIMER_BOTH = 3,
+} PollTimerFn;
+
+typedef struct PollTimer {
+        Timer node;
+        uint32_t seq; /* rseq / wseq when armed */
+        uint8_t fn;   /* PollTimerFn */
+} PollTimer;
+
+/* Per-connection counters, and the owner identity of a descriptor. */
+typedef struct PollOwner {
+        uint64_t descriptors;
+        uint64_t waiters; /* parked waits whose outcome is not yet delivered */
+        uint64_t timers;  /* armed deadline timers */
+} PollOwner;
+
+typedef struct PollDesc {
+        PollOwner *owner; /* NULL while the slot is free */
+        uint64_t user;
+        int fd;
+        bool closing;
+        bool event_err;
+        int64_t rd, wd;
+        uint32_t rseq, wseq;
+        PollTimer rt, wt;
+        PollSem rg, wg;
+} PollDesc;
+
+typedef struct PollOps PollOps;
+
+/*
+ * Called for every parked waiter whose wait ended: mode 'r' or 'w', the
+ * waiter as it was parked, and the outcome (POLL_NO_ERROR .. ERR_NOT_POLLABLE).
+ * The semaphore is already NIL again.  The callee owns the owner->waiters
+ * decrement, which it makes once the outcome is delivered.
+ */
+typedef void (*PollWakeFn)(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int result);
+
+struct PollOps {
+        Timers *timers;
+        int64_t now; /* CLOCK_MONOTONIC ns; the caller refreshes it */
+        PollWakeFn wake;
+        void *userdata;
+};
+
+/* pollOpen's initialisation of a fresh slot for fd (borrowed) and owner. */
+void pollops_open(PollOps *ops, PollDesc *pd, PollOwner *owner, int fd, uint64_t user);
+
+/* pollClose's checks.  Returns 0 when the caller may unregister, close and
+ * free the descriptor; -EBUSY when not unblocked or a waiter is parked. */
+int pollops_close(PollOps *ops, PollDesc *pd);
+
+/* Releases a descriptor whose connection is gone: waiters are dropped
+ * without wake, timers disarmed.  The caller then closes and frees it. */
+void pollops_release(PollOps *ops, PollDesc *pd);
+
+/* netpollcheckerr: POLL_ERR_CLOSING, _TIMEOUT, _NOT_POLLABLE or NO_ERROR. */
+int pollops_checkerr(const PollDesc *pd, int mode);
+
+/* pollReset.  Returns the check's code, or -EINVAL for a bad mode. */
+int pollops_reset(PollOps *ops, PollDesc *pd, int mode);
+
+/* pollWait / pollWaitCanceled / arm.  Returns an outcome code if the wait
+ * ends at once, POLL_PARKED if it parked (req is handed back to wake), or
+ * -EBUSY (a wait of that mode is already parked) / -EINVAL (bad mode). */
+int pollops_wait(PollOps *ops, PollDesc *pd, int mode, PollWaitKind kind, uint64_t req);
+
+/* pollSetDeadline with a relative d (ns): >0 now+d, <0 expired, 0 none.
+ * Returns 0, or -EINVAL for a bad mode. */
+int pollops_set_deadline(PollOps *ops, PollDesc *pd, int64_t d, int mode);
+
+/* pollUnblock.  Returns 0, or -EALREADY when already closing. */
+int pollops_unblock(PollOps *ops, PollDesc *pd);
+
+/* Delivers epoll events (netpoll's mode computation, the exact-EPOLLERR
+ * rule, then netpollready). */
+void pollops_ready(PollOps *ops, PollDesc *pd, uint32_t events);
+
+/* Runs a due timer popped from ops->timers (netpolldeadlineimpl). */
+void pollops_timer_fire(PollOps *ops, Timer *t);
+
+/* Number of parked waiters on pd (0..2). */
+unsigned pollops_parked(const PollDesc *pd);

@@ -1,0 +1,348 @@
+/*
+ * The event loop, in the order of sd-event and libuv:
+ *   prepare  arm the timerfd for the earliest deadline
+ *   wait     epoll_wait
+ *   dispatch connections, descriptors, listener, signals
+ *   expire   timers due by a fresh clock reading, in bounded batches
+ *   flush    the replies and events this turn produced, one pass per client
+ *   free     connections that ended during the turn
+ * Every epoll data word is a token (token.h); descriptor and connection
+ * tokens carry a generation, and an event whose generation is stale (its
+ * slot was freed earlier in the same batch, or it was queued by the kernel
+ * before a close) is dropped.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../common/cleanup.h"
+#include "../common/clock.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "token.h"
+
+#define MAX_EVENTS 256
+#define TIMER_BATCH 4096
+#define ARENA_BYTES (2 * 1024 * 1024)
+
+int server_init(Server *s, const Config *config)
+{
+        int r;
+
+        *s = (Server){
+                .config = config,
+                .listen_fd = -1,
+                .reserve_fd = -1,
+                .signal_fd = -1,
+                .poller = { .epfd = -1, .wakefd = -1, .timerfd = -1 },
+                .started_ns = now_ns(),
+        };
+        pollcache_init(&s->cache);
+        timers_init(&s->timers);
+        s->ops = (PollOps){ .timers = &s->timers, .wake = session_wake, .userdata = s };
+        r = poller_init(&s->poller);
+        if (r < 0)
+                return r;
+        r = arena_init(&s->arena, ARENA_BYTES);
+        if (r < 0)
+                return r;
+        s->rbuf = malloc(NP_MAX_MESSAGE_BYTES);
+        s->wbuf = malloc(NP_MAX_MESSAGE_BYTES);
+        if (!s->rbuf || !s->wbuf)
+                return -ENOMEM;
+
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        s->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (s->signal_fd < 0)
+                return -errno;
+        r = poller_add(&s->poller, s->signal_fd, EPOLLIN, token_make(TOKEN_SIGNALFD, 0, 0));
+        if (r < 0)
+                return r;
+        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return 0;
+}
+
+int server_listen(Server *s, char *err, size_t errlen)
+{
+        int r = listener_open(s, err, errlen);
+
+        if (r < 0)
+                return r;
+        return poller_add(&s->poller, s->listen_fd, EPOLLIN, token_make(TOKEN_LISTENER, 0, 0));
+}
+
+void server_mark_dirty(Server *s, Session *sess)
+{
+        if (sess->dirty)
+                return;
+        sess->dirty = true;
+        sess->next_dirty = s->dirty;
+        s->dirty = sess;
+}
+
+/* Finds a free connection index, growing the table.  -ENOMEM. */
+static int session_index_alloc(Server *s, uint32_t *ret)
+{
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (!s->sessions[i]) {
+                        *ret = i;
+                        return 0;
+                }
+        uint32_t cap = s->sessions_cap ? s->sessions_cap * 2 : 16;
+        Session **sessions = realloc(s->sessions, cap * sizeof(*sessions));
+        if (!sessions)
+                return -ENOMEM;
+        s->sessions = sessions;
+        uint32_t *gens = realloc(s->session_gens, cap * sizeof(*gens));
+        if (!gens)
+                return -ENOMEM;
+        s->session_gens = gens;
+        for (uint32_t i = s->sessions_cap; i < cap; i++) {
+                s->sessions[i] = NULL;
+                s->session_gens[i] = 1;
+        }
+        *ret = s->sessions_cap;
+        s->sessions_cap = cap;
+        return 0;
+}
+
+/* Takes ownership of an accepted connection fd. */
+static void server_add_session(Server *s, int fd)
+{
+        uint32_t index;
+        Session *sess;
+        int r;
+
+        if (s->n_sessions >= s->config->max_connections) {
+                log_warning("connection refused: max_connections (%u) reached",
+                            s->config->max_connections);
+                safe_close(fd);
+                return;
+        }
+        r = session_index_alloc(s, &index);
+        if (r < 0) {
+                safe_close(fd);
+                return;
+        }
+        r = session_new(s, fd, index, &sess);
+        if (r < 0) {
+                log_warning("cannot set up a connection: %s", strerror(-r));
+                return;
+        }
+        s->sessions[index] = sess;
+        s->n_sessions++;
+        s->stats.accepted++;
+}
+
+static void server_accept(Server *s)
+{
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0) {
+                        server_add_session(s, fd);
+                        continue;
+                }
+                if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                        return;
+                if ((errno == EMFILE || errno == ENFILE) && s->reserve_fd >= 0) {
+                        /* Out of fds: the pending connection would keep the
+                         * listener readable forever.  Spend the reserve fd to
+                         * accept it and close it at once, then re-reserve. */
+                        log_warning("out of file descriptors: refusing a connection");
+                        s->reserve_fd = safe_close(s->reserve_fd);
+                        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        safe_close(fd);
+                        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                        continue;
+                }
+                log_warning("accept: %s", strerror(errno));
+                return;
+        }
+}
+
+static void server_signal(Server *s)
+{
+        struct signalfd_siginfo si;
+
+        while (read(s->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+                switch (si.ssi_signo) {
+                case SIGTERM:
+                case SIGINT:
+                        log_info("received %s, shutting down", strsignal(si.ssi_signo));
+                        s->stopping = true;
+                        break;
+                case SIGHUP:
+                        log_notice("SIGHUP: configuration reload is not supported by this "
+                                   "version; restart netpolld to apply changes");
+                        break;
+                }
+        }
+}
+
+static void server_dispatch(Server *s, const struct epoll_event *ev)
+{
+        uint64_t t = ev->data.u64;
+
+        switch (token_tag(t)) {
+        case TOKEN_DESC: {
+                PollSlot *slot = pollcache_lookup(&s->cache, t);
+                if (slot) /* else: stale, the descriptor was closed */
+                        pollops_ready(&s->ops, &slot->pd, ev->events);
+                return;
+        }
+        case TOKEN_SESSION: {
+                uint32_t i = token_index(t);
+                if (i < s->sessions_cap && s->sessions[i] && s->session_gens[i] == token_gen(t))
+                        session_dispatch(s->sessions[i], ev->events);
+                return;
+        }
+        case TOKEN_LISTENER:
+                if (t == token_make(TOKEN_LISTENER, 0, 0))
+                        server_accept(s);
+                return;
+        case TOKEN_TIMERFD:
+                if (t == token_make(TOKEN_TIMERFD, 0, 0))
+                        poller_ack_timer(&s->poller);
+                return;
+        case TOKEN_WAKEUP:
+                if (t == token_make(TOKEN_WAKEUP, 0, 0))
+                        poller_ack_wakeup(&s->poller);
+                return;
+        case TOKEN_SIGNALFD:
+                if (t == token_make(TOKEN_SIGNALFD, 0, 0))
+                        server_signal(s);
+                return;
+        default:
+                return;
+        }
+}
+
+/* Runs due timers, at most TIMER_BATCH per turn so a storm of equal
+ * deadlines cannot starve I/O: what is left is still due and re-arms the
+ * timerfd in the past, which wakes the next turn at once. */
+static void server_expire(Server *s)
+{
+        int64_t now = now_ns();
+        Timer *t;
+
+        s->ops.now = now;
+        for (int i = 0; i < TIMER_BATCH && (t = timers_pop_due(&s->timers, now)); i++)
+                pollops_timer_fire(&s->ops, t);
+}
+
+static void server_flush(Server *s)
+{
+        while (s->dirty) {
+                Session *sess = s->dirty;
+                s->dirty = sess->next_dirty;
+                sess->dirty = false;
+                session_flush(sess);
+        }
+}
+
+static void server_free_dead(Server *s)
+{
+        while (s->dead) {
+                Session *sess = s->dead;
+                s->dead = sess->next_dead;
+                session_free(sess);
+        }
+}
+
+int server_run(Server *s)
+{
+        struct epoll_event evs[MAX_EVENTS];
+        int r;
+
+        while (!s->stopping) {
+                Timer *t = timers_peek(&s->timers);
+                r = poller_set_timer(&s->poller, t ? t->when : INT64_MAX);
+                if (r < 0) {
+                        log_error("cannot arm the timerfd: %s", strerror(-r));
+                        return r;
+                }
+                int n = poller_wait(&s->poller, evs, MAX_EVENTS, -1);
+                if (n < 0) {
+                        if (n == -EINTR)
+                                continue;
+                        log_error("epoll_wait: %s", strerror(-n));
+                        return n;
+                }
+                for (int i = 0; i < n; i++)
+                        server_dispatch(s, &evs[i]);
+                server_expire(s);
+                server_flush(s);
+                server_free_dead(s);
+        }
+        return 0;
+}
+
+const Netpoll__V1__Status *server_status(Server *s)
+{
+        Netpoll__V1__Status *st = &s->status;
+        uint64_t waiters = 0, timers = 0, descriptors = 0;
+
+        for (uint32_t i = 0; i < s->sessions_cap; i++) {
+                Session *sess = s->sessions[i];
+                if (!sess)
+                        continue;
+                descriptors += sess->owner.descriptors;
+                waiters += sess->owner.waiters;
+                timers += sess->owner.timers;
+        }
+        netpoll__v1__status__init(st);
+        st->version = (char *)NETPOLL_VERSION;
+        st->pid = (uint32_t)getpid();
+        st->uptime_ns = (uint64_t)(now_ns() - s->started_ns);
+        st->connections = s->n_sessions;
+        st->descriptors = descriptors;
+        st->waiters = waiters;
+        st->timers = timers;
+        st->events = s->stats.events;
+        st->timeouts = s->stats.timeouts;
+        st->protocol_errors = s->stats.protocol_errors;
+        st->slots_in_use = s->cache.in_use;
+        st->slots_allocated = pollcache_allocated(&s->cache);
+        return st;
+}
+
+void server_done(Server *s)
+{
+        /* Lame duck: end parked waits with NP_ERR_CLOSING and send that,
+         * then end every connection. */
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i])
+                        session_unblock_all(s->sessions[i]);
+        server_flush(s);
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i])
+                        session_close(s->sessions[i], "daemon shutting down");
+        server_free_dead(s);
+        listener_close(s);
+        free(s->sessions);
+        free(s->session_gens);
+        s->signal_fd = safe_close(s->signal_fd);
+        s->reserve_fd = safe_close(s->reserve_fd);
+        poller_done(&s->poller);
+        timers_done(&s->timers);
+        pollcache_done(&s->cache);
+        arena_done(&s->arena);
+        free(s->rbuf);
+        free(s->wbuf);
+}

@@ -1,0 +1,80 @@
+/*
+ * The daemon's state and its event loop: the poller, the pollDesc cache, the
+ * timer heap, the listener and the table of connections.  One thread runs
+ * everything; nothing here blocks except epoll_wait.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/arena.h"
+#include "config.h"
+#include "netpoll.pb-c.h"
+#include "pollcache.h"
+#include "poller.h"
+#include "pollops.h"
+#include "timers.h"
+
+typedef struct Session Session;
+
+typedef struct ServerStats {
+        uint64_t events;          /* readiness outcomes delivered */
+        uint64_t timeouts;        /* timeout outcomes delivered */
+        uint64_t protocol_errors; /* connections dropped for bad traffic */
+        uint64_t accepted;
+} ServerStats;
+
+typedef struct Server {
+        const Config *config;
+        Poller poller;
+        PollCache cache;
+        Timers timers;
+        PollOps ops;
+
+        int listen_fd;
+        bool listen_owned; /* we bound it (not socket activation): unlink at exit */
+        dev_t sock_dev;    /* the socket file we created, to unlink only ours */
+        ino_t sock_ino;
+        int reserve_fd;    /* spare fd for accepting under EMFILE */
+        int signal_fd;
+
+        Session **sessions; /* indexed by token index */
+        uint32_t *session_gens;
+        uint32_t sessions_cap;
+        uint32_t n_sessions;
+        uint64_t next_connection_id;
+
+        Session *dirty;  /* sessions with replies to flush this turn */
+        Session *dead;   /* sessions to free at the end of this turn */
+
+        Arena arena;     /* decoding, reset after every datagram */
+        uint8_t *rbuf;   /* one datagram in */
+        uint8_t *wbuf;   /* one datagram out */
+
+        Netpoll__V1__Status status; /* snapshot for OP_STATUS replies */
+        int64_t started_ns;
+        ServerStats stats;
+        bool stopping;
+} Server;
+
+/* Sets up everything but the listener.  Returns 0 or -errno. */
+int server_init(Server *s, const Config *config);
+
+/* Opens the listener: the socket passed by systemd (LISTEN_FDS) when there
+ * is one, else binds config->socket_path.  Returns 0 or -errno, with a
+ * message for the operator in err. */
+int server_listen(Server *s, char *err, size_t errlen);
+
+/* Runs the loop until SIGTERM/SIGINT.  Returns 0 or -errno. */
+int server_run(Server *s);
+
+/* Ends every connection, removes the socket file, frees everything. */
+void server_done(Server *s);
+
+/* Refreshes and returns s->status. */
+const Netpoll__V1__Status *server_status(Server *s);
+
+/* Schedules sess to be flushed at the end of this loop turn. */
+void server_mark_dirty(Server *s, Session *sess);

@@ -1,0 +1,68 @@
+/*
+ * One client connection: receives request datagrams with their SCM_RIGHTS
+ * fds, runs each request against pollops, and queues replies and events,
+ * which are packed into as few datagrams as possible at the end of the loop
+ * turn.  Owns every descriptor its client registered.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "codec.h"
+#include "pollops.h"
+
+typedef struct Server Server;
+typedef struct Session Session;
+
+struct Session {
+        Server *server;
+        uint32_t index; /* in server->sessions; token index */
+        int fd;
+        uint64_t id;
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        char comm[17];
+        char name[64]; /* from the hello */
+        bool greeted;
+        bool dead;
+        bool dirty;
+        bool want_out; /* EPOLLOUT requested: the socket was full */
+
+        PollOwner owner;
+        uint32_t desc_head; /* owned slots, linked through PollSlot next/prev */
+
+        Outbound *out; /* replies and events of this turn */
+        size_t n_out, cap_out;
+        uint8_t *queue; /* packed datagrams the socket did not take */
+        size_t queue_len, queue_cap;
+
+        uint64_t requests;
+        int64_t connected_ns;
+        Session *next_dirty;
+        Session *next_dead;
+};
+
+/* Takes ownership of fd (an accepted connection).  Returns 0 or -errno. */
+int session_new(Server *server, int fd, uint32_t index, Session **ret);
+
+/* Frees a session that session_close() has already torn down. */
+void session_free(Session *s);
+
+/* Handles EPOLLIN/EPOLLOUT/EPOLLHUP on the connection. */
+void session_dispatch(Session *s, uint32_t events);
+
+/* Sends what this turn queued.  May close the session. */
+void session_flush(Session *s);
+
+/* Releases every descriptor (epoll DEL, close), ends the connection and
+ * hands the session to the server's deferred-free list. */
+void session_close(Session *s, const char *why);
+
+/* Ends every parked wait of this session with NP_ERR_CLOSING (shutdown). */
+void session_unblock_all(Session *s);
+
+/* The PollOps wake callback: queues the outcome of an ended wait. */
+void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int result);

@@ -1,0 +1,148 @@
+/*
+ * 4-ary min-heap of Timer pointers.  Each node stores its own heap index so
+ * disarm and move are O(log n) without a search.  Ordering is by deadline,
+ * then by a monotonically increasing arm sequence, which makes equal
+ * deadlines fire FIFO.  A 4-ary heap halves the depth of a binary heap and
+ * keeps the children of a node on one cache line of pointers.
+ *
+ * Storage is reserved up front (timers_reserve) so arming never allocates:
+ * the state machine that arms timers has no failure path for it.
+ */
+#include "timers.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#define ARITY 4
+
+static bool timer_less(const Timer *a, const Timer *b)
+{
+        if (a->when != b->when)
+                return a->when < b->when;
+        return a->order < b->order;
+}
+
+static void heap_set(Timers *ts, uint32_t i, Timer *t)
+{
+        ts->heap[i] = t;
+        t->idx = i;
+}
+
+static void sift_up(Timers *ts, uint32_t i)
+{
+        Timer *t = ts->heap[i];
+
+        while (i > 0) {
+                uint32_t parent = (i - 1) / ARITY;
+                if (!timer_less(t, ts->heap[parent]))
+                        break;
+                heap_set(ts, i, ts->heap[parent]);
+                i = parent;
+        }
+        heap_set(ts, i, t);
+}
+
+static void sift_down(Timers *ts, uint32_t i)
+{
+        Timer *t = ts->heap[i];
+
+        for (;;) {
+                uint32_t first = i * ARITY + 1, best = i;
+                Timer *bt = t;
+
+                for (uint32_t c = first; c < first + ARITY && c < ts->n; c++)
+                        if (timer_less(ts->heap[c], bt)) {
+                                best = c;
+                                bt = ts->heap[c];
+                        }
+                if (best == i)
+                        break;
+                heap_set(ts, i, bt);
+                i = best;
+        }
+        heap_set(ts, i, t);
+}
+
+void timers_init(Timers *ts)
+{
+        *ts = (Timers){ 0 };
+}
+
+void timers_done(Timers *ts)
+{
+        for (uint32_t i = 0; i < ts->n; i++)
+                ts->heap[i]->idx = TIMER_IDX_NONE;
+        free(ts->heap);
+        *ts = (Timers){ 0 };
+}
+
+int timers_reserve(Timers *ts, uint32_t n)
+{
+        if (n <= ts->cap)
+                return 0;
+        uint32_t cap = ts->cap ? ts->cap : 64;
+        while (cap < n)
+                cap *= 2;
+        Timer **heap = realloc(ts->heap, (size_t)cap * sizeof(*heap));
+        if (!heap)
+                return -ENOMEM;
+        ts->heap = heap;
+        ts->cap = cap;
+        return 0;
+}
+
+void timers_arm(Timers *ts, Timer *t, int64_t when)
+{
+        t->when = when;
+        t->order = ts->next_order++;
+        if (timer_armed(t)) {
+                /* A later deadline or a later order can only move it down. */
+                uint32_t i = t->idx;
+                sift_up(ts, i);
+                if (t->idx == i)
+                        sift_down(ts, i);
+                return;
+        }
+        /* Callers reserve room for every timer they can arm. */
+        assert(ts->n < ts->cap);
+        heap_set(ts, ts->n++, t);
+        sift_up(ts, t->idx);
+}
+
+void timers_disarm(Timers *ts, Timer *t)
+{
+        if (!timer_armed(t))
+                return;
+        uint32_t i = t->idx;
+        Timer *last = ts->heap[--ts->n];
+
+        t->idx = TIMER_IDX_NONE;
+        if (last == t)
+                return;
+        heap_set(ts, i, last);
+        sift_up(ts, i);
+        if (last->idx == i)
+                sift_down(ts, i);
+}
+
+Timer *timers_pop_due(Timers *ts, int64_t now)
+{
+        Timer *t = timers_peek(ts);
+
+        if (!t || t->when > now)
+                return NULL;
+        timers_disarm(ts, t);
+        return t;
+}
+
+bool timers_verify(const Timers *ts)
+{
+        for (uint32_t i = 0; i < ts->n; i++) {
+                if (ts->heap[i]->idx != i)
+                        return false;
+                if (i > 0 && timer_less(ts->heap[i], ts->heap[(i - 1) / ARITY]))
+                        return false;
+        }
+        return true;
+}

@@ -1,0 +1,61 @@
+/*
+ * Deadline timers: a 4-ary min-heap of intrusive Timer nodes ordered by
+ * (when, order), so timers with equal deadlines fire in the order they were
+ * armed.  Insert, delete and move are O(log n); peek is O(1).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TIMER_IDX_NONE UINT32_MAX
+
+typedef struct Timer {
+        int64_t when;   /* CLOCK_MONOTONIC deadline, ns */
+        uint64_t order; /* arm sequence: FIFO among equal deadlines */
+        uint32_t idx;   /* position in the heap, TIMER_IDX_NONE when not armed */
+} Timer;
+
+typedef struct Timers {
+        Timer **heap;
+        uint32_t n;
+        uint32_t cap;
+        uint64_t next_order;
+} Timers;
+
+static inline void timer_init(Timer *t)
+{
+        *t = (Timer){ .idx = TIMER_IDX_NONE };
+}
+
+static inline bool timer_armed(const Timer *t)
+{
+        return t->idx != TIMER_IDX_NONE;
+}
+
+void timers_init(Timers *ts);
+void timers_done(Timers *ts);
+
+/* Makes room for n armed timers in all, so arming below that never fails.
+ * Returns 0 or -ENOMEM. */
+int timers_reserve(Timers *ts, uint32_t n);
+
+/* Arms t at when, or moves it there if armed (it then goes behind timers
+ * already armed at the same deadline).  Needs room reserved beforehand. */
+void timers_arm(Timers *ts, Timer *t, int64_t when);
+
+/* Disarms t; a no-op for a timer that is not armed. */
+void timers_disarm(Timers *ts, Timer *t);
+
+/* The earliest timer, or NULL. */
+static inline Timer *timers_peek(const Timers *ts)
+{
+        return ts->n ? ts->heap[0] : NULL;
+}
+
+/* Disarms and returns the earliest timer due at now (when <= now), or NULL. */
+Timer *timers_pop_due(Timers *ts, int64_t now);
+
+/* Checks the heap property and back-indexes; for tests and fuzzers. */
+bool timers_verify(const Timers *ts);
