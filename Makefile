@@ -16,7 +16,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 
-B := build
+B ?= build
 G := $(B)/gen
 O := $(B)/obj
 
