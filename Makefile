@@ -128,7 +128,7 @@ run: deps
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
 check: deps
 	@$(MAKE) --no-print-directory all $(B)/run-tests
-	NETPOLLD_BIN=$(CURDIR)/$(B)/netpolld POLLCTL_BIN=$(CURDIR)/$(B)/pollctl \
+	NETPOLLD_BIN=$(abspath $(B))/netpolld POLLCTL_BIN=$(abspath $(B))/pollctl \
 	    CK_DEFAULT_TIMEOUT=60 $(B)/run-tests
 
 clean:
