@@ -50,7 +50,8 @@ LIBNAME := libnetpoll.so
 SONAME  := $(LIBNAME).$(SOVERSION)
 REALSO  := $(LIBNAME).$(VERSION)
 
-all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc
+all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc \
+     $(B)/examples/wait-readable
 
 .PHONY: all run check deps clean
 
@@ -114,6 +115,12 @@ $(B)/pollctl: $(O)/client/pollctl.o $(B)/libnetpoll.a
 
 $(B)/run-tests: $(TEST_OBJS) $(DAEMON_OBJS) $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
+
+# The README's example, built against the shared library as a user would.
+$(B)/examples/%: client/examples/%.c $(B)/$(LIBNAME)
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -Wall -Wextra -Iclient $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(B) -lnetpoll \
+	    -Wl,-rpath,'$$ORIGIN/..'
 
 SOCKET ?= $(CURDIR)/run/netpolld.sock
 

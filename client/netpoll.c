@@ -439,11 +439,11 @@ NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
         bool polled = false;
         int n = 0;
 
-        if (!c || max < 0 || (max > 0 && !events))
+        if (!c || max <= 0 || !events)
                 return -EINVAL;
         pthread_mutex_lock(&c->lock);
         for (;;) {
-                if (c->evq_len > 0 && max > 0) {
+                if (c->evq_len > 0) {
                         while (n < max && c->evq_len > 0) {
                                 events[n++] = c->evq[c->evq_head];
                                 c->evq_head = (c->evq_head + 1) % c->evq_cap;

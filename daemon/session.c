@@ -118,25 +118,30 @@ void session_free(Session *s)
         free(s);
 }
 
-static int out_push(Session *s, const Outbound *o)
+/*
+ * Queues a reply or event.  On allocation failure the session is marked
+ * broken and closed at flush time, not here: this runs inside pollops
+ * callbacks, which must not see their descriptor freed under them.
+ */
+static void out_push(Session *s, const Outbound *o)
 {
+        server_mark_dirty(s->server, s);
         if (s->n_out == s->cap_out) {
                 size_t cap = s->cap_out ? s->cap_out * 2 : 64;
                 Outbound *out = realloc(s->out, cap * sizeof(*out));
-                if (!out)
-                        return -ENOMEM;
+                if (!out) {
+                        s->broken = true;
+                        return;
+                }
                 s->out = out;
                 s->cap_out = cap;
         }
         s->out[s->n_out++] = *o;
-        server_mark_dirty(s->server, s);
-        return 0;
 }
 
 static void reply(Session *s, const NpRequest *q, int32_t result)
 {
-        if (out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result }) < 0)
-                session_close(s, "out of memory");
+        out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
 }
 
 void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int result)
@@ -159,10 +164,7 @@ void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int resu
                 o.kind = OUT_REPLY;
                 o.id = waiter.req;
         }
-        if (out_push(s, &o) < 0) {
-                s->owner.waiters--;
-                session_close(s, "out of memory");
-        }
+        out_push(s, &o);
 }
 
 /* The caller's descriptor, or NULL if the id is not one of this session's. */
@@ -272,9 +274,8 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 r = fd_error ? fd_error : op_open(s, q, *fd, &desc);
                 if (r == 0)
                         *fd = -1; /* the slot owns it now */
-                if (out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
-                                             .desc = desc }) < 0)
-                        session_close(s, "out of memory");
+                out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
+                                         .desc = desc });
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
@@ -284,19 +285,17 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 reply(s, q, 0);
                 return;
         case NETPOLL__V1__OP__OP_SESSION_STATS:
-                if (out_push(s, &(Outbound){ .kind = OUT_REPLY,
-                                             .id = q->id,
-                                             .has_session = true,
-                                             .descriptors = s->owner.descriptors,
-                                             .waiters = s->owner.waiters,
-                                             .timers = s->owner.timers }) < 0)
-                        session_close(s, "out of memory");
+                out_push(s, &(Outbound){ .kind = OUT_REPLY,
+                                         .id = q->id,
+                                         .has_session = true,
+                                         .descriptors = s->owner.descriptors,
+                                         .waiters = s->owner.waiters,
+                                         .timers = s->owner.timers });
                 return;
         case NETPOLL__V1__OP__OP_STATUS:
-                if (out_push(s, &(Outbound){ .kind = OUT_REPLY,
-                                             .id = q->id,
-                                             .status = server_status(srv) }) < 0)
-                        session_close(s, "out of memory");
+                out_push(s, &(Outbound){ .kind = OUT_REPLY,
+                                         .id = q->id,
+                                         .status = server_status(srv) });
                 return;
         case NETPOLL__V1__OP__OP_CLOSE:
         case NETPOLL__V1__OP__OP_UNBLOCK:
@@ -341,12 +340,10 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
         case NETPOLL__V1__OP__OP_ARM:
                 r = pollops_wait(ops, pd, q->mode, POLL_WAIT_ARM, q->id);
                 reply(s, q, r < 0 ? r : 0);
-                if (r >= 0 && r != POLL_PARKED && !s->dead) {
-                        Outbound ev = { .kind = OUT_EVENT, .desc = q->desc, .user = pd->user,
-                                        .mode = q->mode, .result = r };
-                        if (out_push(s, &ev) < 0)
-                                session_close(s, "out of memory");
-                }
+                if (r >= 0 && r != POLL_PARKED)
+                        out_push(s, &(Outbound){ .kind = OUT_EVENT, .desc = q->desc,
+                                                 .user = pd->user, .mode = q->mode,
+                                                 .result = r });
                 return;
         }
 }
@@ -431,7 +428,7 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
                 return;
         }
         s->server->ops.now = now_ns();
-        for (size_t i = 0; i < in->n_requests && !s->dead; i++) {
+        for (size_t i = 0; i < in->n_requests && !s->broken; i++) {
                 const NpRequest *q = &in->requests[i];
                 int none = -1;
                 if (!op_takes_fd(q->op))
@@ -608,6 +605,12 @@ void session_flush(Session *s)
 
         if (s->dead)
                 return;
+        if (s->broken) {
+                log_warning("client %" PRIu64 " (pid %d, %s): out of memory; dropping it", s->id,
+                            (int)s->pid, s->comm);
+                session_close(s, NULL);
+                return;
+        }
         bool blocked = s->queue_len > 0 && queue_drain(s) <= 0;
         if (s->dead)
                 return;
@@ -642,7 +645,7 @@ void session_dispatch(Session *s, uint32_t events)
                         return;
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                for (int i = 0; i < RECV_BUDGET; i++)
+                for (int i = 0; i < RECV_BUDGET && !s->broken; i++)
                         if (session_recv_one(s) <= 0)
                                 break;
         }

@@ -28,6 +28,7 @@ struct Session {
         char name[64]; /* from the hello */
         bool greeted;
         bool dead;
+        bool broken; /* out of memory: closed at the next flush */
         bool dirty;
         bool want_out; /* EPOLLOUT requested: the socket was full */
 
