@@ -35,11 +35,13 @@
 #include "../common/cleanup.h"
 #include "../common/clock.h"
 #include "../common/fdutil.h"
+#include "desctab.h"
 #include "wire.h"
 
 #define NP_EXPORT __attribute__((visibility("default")))
 #define ARENA_BYTES (1024 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 5000
+#define BATCH_MAX 256 /* pipelined requests held before a flush */
 
 typedef struct Pending {
         uint64_t id;
@@ -55,8 +57,12 @@ struct np_client {
         int sock;
         int evfd;
         atomic_int break_sig;
+        atomic_int inside; /* threads waiting (or about to) in the library */
 
-        pthread_mutex_t send_lock;
+        pthread_mutex_t send_lock; /* protects the socket's send side and: */
+        Netpoll__V1__Request batch[BATCH_MAX]; /* pipelined, not yet sent */
+        size_t n_batch;
+
         pthread_mutex_t lock; /* protects everything below */
         pthread_cond_t cond;
         bool reading;
@@ -64,6 +70,7 @@ struct np_client {
         bool break_pending;
         uint64_t next_id;
         Pending *pending;
+        DescTable descs; /* what this connection has open: enables pipelining */
         np_event *evq; /* ring of events for np_poll */
         size_t evq_head, evq_len, evq_cap;
 
@@ -153,6 +160,9 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                 const Netpoll__V1__Event *e = m->events[i];
                 np_event ev = { .desc = e->desc, .user = e->user, .mode = e->mode,
                                 .result = e->result };
+                DescEntry *d = desctab_find(&c->descs, e->desc);
+                if (d && (e->mode == 'r' || e->mode == 'w') && *desctab_outstanding(d, e->mode))
+                        (*desctab_outstanding(d, e->mode))--;
                 if (evq_push(c, &ev) < 0)
                         c->dead = true; /* cannot lose an outcome silently */
         }
@@ -209,16 +219,71 @@ static void read_turn(np_client *c, int64_t deadline, bool watch_break)
         pthread_cond_broadcast(&c->cond);
 }
 
+/*
+ * Sends the pipelined batch followed by q (NULL: the batch alone) in one
+ * datagram, with fd attached for q when >= 0.  Called with send_lock held.
+ */
+static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
+{
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+        Netpoll__V1__Request *qs[BATCH_MAX + 1];
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < c->n_batch; i++)
+                qs[n++] = &c->batch[i];
+        if (q) {
+                q->fd_index = 0; /* the one fd of this datagram, if any */
+                qs[n++] = q;
+        }
+        if (n == 0)
+                return 0;
+        m.requests = qs;
+        m.n_requests = n;
+        r = wire_send(c->sock, &m, fd);
+        c->n_batch = 0;
+        if (r == -ECONNRESET) {
+                pthread_mutex_lock(&c->lock);
+                c->dead = true;
+                pthread_mutex_unlock(&c->lock);
+        }
+        return r;
+}
+
+/* Sends whatever is pipelined.  Returns 0 or -errno. */
+static int flush(np_client *c)
+{
+        pthread_mutex_lock(&c->send_lock);
+        int r = send_locked(c, NULL, -1);
+        pthread_mutex_unlock(&c->send_lock);
+        return r;
+}
+
+/*
+ * Pipelines q: no reply comes.  It leaves with the connection's next
+ * datagram, or at once when the batch is full or a thread of this
+ * connection is waiting in the library (its wake may depend on q).  A
+ * thread counts itself in c->inside before it sends, so a request batched
+ * after that check-free moment still leaves with that thread's send.
+ */
+static int send_quiet(np_client *c, const Netpoll__V1__Request *q)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&c->send_lock);
+        c->batch[c->n_batch] = *q;
+        c->batch[c->n_batch].quiet = true;
+        c->n_batch++;
+        if (c->n_batch == BATCH_MAX || atomic_load(&c->inside) > 0)
+                r = send_locked(c, NULL, -1);
+        pthread_mutex_unlock(&c->send_lock);
+        return r;
+}
+
 /* Sends q (with fd attached when >= 0) and waits for its reply in *p. */
 static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
 {
-        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
-        Netpoll__V1__Request *qs[1] = { q };
         int r;
-
-        m.requests = qs;
-        m.n_requests = 1;
-        q->fd_index = 0;
 
         pthread_mutex_lock(&c->lock);
         if (c->dead) {
@@ -231,8 +296,9 @@ static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
         c->pending = p;
         pthread_mutex_unlock(&c->lock);
 
+        atomic_fetch_add(&c->inside, 1);
         pthread_mutex_lock(&c->send_lock);
-        r = wire_send(c->sock, &m, fd);
+        r = send_locked(c, q, fd);
         pthread_mutex_unlock(&c->send_lock);
 
         pthread_mutex_lock(&c->lock);
@@ -250,6 +316,7 @@ static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
         }
         pending_remove(c, p);
         pthread_mutex_unlock(&c->lock);
+        atomic_fetch_sub(&c->inside, 1);
         return r;
 }
 
@@ -265,6 +332,40 @@ static int simple(np_client *c, Netpoll__V1__Op op, np_desc d, int mode, int64_t
         q.mode = mode;
         q.ns = ns;
         return call(c, &q, -1, &p);
+}
+
+static bool mode_is_rw(int mode)
+{
+        return mode == NP_READ || mode == NP_WRITE;
+}
+
+/*
+ * Adjusts the count of outstanding waits of d in mode by delta and returns
+ * the count before.  UINT32_MAX when d is not in the table (then nothing is
+ * known locally and every call goes to the daemon synchronously).
+ */
+static uint32_t outstanding_add(np_client *c, np_desc d, int mode, int delta)
+{
+        uint32_t before = UINT32_MAX;
+
+        pthread_mutex_lock(&c->lock);
+        DescEntry *e = desctab_find(&c->descs, d);
+        if (e && mode_is_rw(mode)) {
+                uint32_t *n = desctab_outstanding(e, mode);
+                before = *n;
+                if (delta > 0 || *n > 0)
+                        *n += delta;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return before;
+}
+
+static bool desc_known(np_client *c, np_desc d)
+{
+        pthread_mutex_lock(&c->lock);
+        bool known = desctab_find(&c->descs, d) != NULL;
+        pthread_mutex_unlock(&c->lock);
+        return known;
 }
 
 static int handshake(np_client *c)
@@ -364,6 +465,7 @@ NP_EXPORT void np_disconnect(np_client *c)
         arena_done(&c->arena);
         free(c->rbuf);
         free(c->evq);
+        desctab_done(&c->descs);
         free(c);
 }
 
@@ -389,6 +491,11 @@ NP_EXPORT int np_open(np_client *c, int fd, uint64_t user, np_desc *ret)
         r = call(c, &q, fd, &p);
         if (r < 0)
                 return r;
+        /* Without an entry (out of memory) calls on it are simply never
+         * pipelined: the daemon stays the authority. */
+        pthread_mutex_lock(&c->lock);
+        (void)desctab_add(&c->descs, p.desc);
+        pthread_mutex_unlock(&c->lock);
         *ret = p.desc;
         return 0;
 }
@@ -400,7 +507,14 @@ NP_EXPORT int np_unblock(np_client *c, np_desc d)
 
 NP_EXPORT int np_close(np_client *c, np_desc d)
 {
-        return simple(c, NETPOLL__V1__OP__OP_CLOSE, d, 0, 0);
+        int r = simple(c, NETPOLL__V1__OP__OP_CLOSE, d, 0, 0);
+
+        if (r == 0) {
+                pthread_mutex_lock(&c->lock);
+                desctab_remove(&c->descs, d);
+                pthread_mutex_unlock(&c->lock);
+        }
+        return r;
 }
 
 NP_EXPORT int np_reset(np_client *c, np_desc d, int mode)
@@ -408,24 +522,74 @@ NP_EXPORT int np_reset(np_client *c, np_desc d, int mode)
         return simple(c, NETPOLL__V1__OP__OP_RESET, d, mode, 0);
 }
 
+/* A synchronous wait: counted as outstanding while it is parked, so a
+ * concurrent np_arm of the same mode is not pipelined past it. */
+static int wait_op(np_client *c, Netpoll__V1__Op op, np_desc d, int mode)
+{
+        if (!c)
+                return -EINVAL;
+        outstanding_add(c, d, mode, +1);
+        int r = simple(c, op, d, mode, 0);
+        outstanding_add(c, d, mode, -1);
+        return r;
+}
+
 NP_EXPORT int np_wait(np_client *c, np_desc d, int mode)
 {
-        return simple(c, NETPOLL__V1__OP__OP_WAIT, d, mode, 0);
+        return wait_op(c, NETPOLL__V1__OP__OP_WAIT, d, mode);
 }
 
 NP_EXPORT int np_wait_canceled(np_client *c, np_desc d, int mode)
 {
-        return simple(c, NETPOLL__V1__OP__OP_WAIT_CANCELED, d, mode, 0);
+        return wait_op(c, NETPOLL__V1__OP__OP_WAIT_CANCELED, d, mode);
 }
 
+/*
+ * pollSetDeadline cannot fail on an open descriptor with a valid mode (it is
+ * a no-op when closing), so for a descriptor this connection knows it is
+ * pipelined: sent in order, with no round trip.  Otherwise the daemon
+ * answers (-EBADF, -EINVAL).
+ */
 NP_EXPORT int np_set_deadline(np_client *c, np_desc d, int64_t ns, int mode)
 {
+        if (!c)
+                return -EINVAL;
+        if ((mode_is_rw(mode) || mode == NP_RW) && desc_known(c, d)) {
+                Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+                q.op = NETPOLL__V1__OP__OP_SET_DEADLINE;
+                q.desc = d;
+                q.mode = mode;
+                q.ns = ns;
+                return send_quiet(c, &q);
+        }
         return simple(c, NETPOLL__V1__OP__OP_SET_DEADLINE, d, mode, ns);
 }
 
+/*
+ * An arm is accepted unless the descriptor is unknown, the mode is bad, or a
+ * wait of that mode is parked.  When the library knows the descriptor and
+ * has no wait of that mode outstanding, none can be parked, so the arm is
+ * pipelined; its outcome arrives as an event either way.  In every other
+ * case the daemon decides, synchronously.
+ */
 NP_EXPORT int np_arm(np_client *c, np_desc d, int mode)
 {
-        return simple(c, NETPOLL__V1__OP__OP_ARM, d, mode, 0);
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        uint32_t before = outstanding_add(c, d, mode, +1);
+        if (before == 0) {
+                Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+                q.op = NETPOLL__V1__OP__OP_ARM;
+                q.desc = d;
+                q.mode = mode;
+                r = send_quiet(c, &q);
+        } else
+                r = simple(c, NETPOLL__V1__OP__OP_ARM, d, mode, 0);
+        if (r < 0)
+                outstanding_add(c, d, mode, -1);
+        return r;
 }
 
 NP_EXPORT int np_ping(np_client *c)
@@ -441,6 +605,12 @@ NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
 
         if (!c || max <= 0 || !events)
                 return -EINVAL;
+        atomic_fetch_add(&c->inside, 1);
+        int r = flush(c);
+        if (r < 0) {
+                atomic_fetch_sub(&c->inside, 1);
+                return r;
+        }
         pthread_mutex_lock(&c->lock);
         for (;;) {
                 if (c->evq_len > 0) {
@@ -480,6 +650,7 @@ NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
                 }
         }
         pthread_mutex_unlock(&c->lock);
+        atomic_fetch_sub(&c->inside, 1);
         return n;
 }
 

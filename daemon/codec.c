@@ -37,6 +37,7 @@ int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
                         .ns = q->ns,
                         .user = q->user,
                         .fd_index = q->fd_index,
+                        .quiet = q->quiet,
                 };
         }
         *ret = (Inbound){

@@ -25,6 +25,7 @@ typedef struct NpRequest {
         int64_t ns;
         uint64_t user;
         int32_t fd_index;
+        bool quiet; /* no reply wanted */
 } NpRequest;
 
 typedef struct Inbound {

@@ -141,6 +141,11 @@ static void out_push(Session *s, const Outbound *o)
 
 static void reply(Session *s, const NpRequest *q, int32_t result)
 {
+        if (q->quiet) {
+                if (result < 0)
+                        s->quiet_errors++;
+                return;
+        }
         out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
 }
 

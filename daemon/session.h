@@ -41,6 +41,7 @@ struct Session {
         size_t queue_len, queue_cap;
 
         uint64_t requests;
+        uint64_t quiet_errors; /* pipelined requests that failed (client races) */
         int64_t connected_ns;
         Session *next_dirty;
         Session *next_dead;
