@@ -10,7 +10,19 @@
 
 VERSION   := 0.1.0
 SOVERSION := 0
-PREFIX    ?= /usr/local
+
+# Installation (make install PREFIX=... DESTDIR=...).
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/netpolld
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -33,7 +45,7 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 NP_CFLAGS = -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -DNETPOLL_VERSION='"$(VERSION)"' \
             -I$(G) -Icommon -Iclient -pthread -MMD -MP $(PKG_CFLAGS)
 
-DAEMON_SRCS := daemon/codec.c daemon/config.c daemon/listener.c daemon/log.c daemon/pollcache.c \
+DAEMON_SRCS := daemon/codec.c daemon/config.c daemon/listener.c daemon/log.c daemon/notify.c daemon/pollcache.c \
                daemon/poller.c daemon/pollops.c daemon/server.c daemon/session.c daemon/timers.c
 COMMON_SRCS := common/arena.c
 LIB_SRCS    := client/netpoll.c client/wire.c client/desctab.c
@@ -51,9 +63,9 @@ SONAME  := $(LIBNAME).$(SOVERSION)
 REALSO  := $(LIBNAME).$(VERSION)
 
 all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc \
-     $(B)/examples/wait-readable
+     $(B)/examples/wait-readable $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket
 
-.PHONY: all run check deps clean
+.PHONY: all run check deps clean install uninstall check-units check-install
 
 deps:
 	@if pkg-config --exists $(PKGS) $(TEST_PKGS) 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
@@ -108,7 +120,15 @@ $(B)/libnetpoll.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(B)/libnetpoll.pc: client/libnetpoll.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(B)/systemd/netpolld.service: systemd/netpolld.service.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+$(B)/systemd/netpolld.socket: systemd/netpolld.socket
+	@mkdir -p $(@D)
+	cp $< $@
 
 $(B)/pollctl: $(O)/client/pollctl.o $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
@@ -134,9 +154,80 @@ run: deps
 # Check's fork mode runs every test in its own process; CK_DEFAULT_TIMEOUT
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
 check: deps
-	@$(MAKE) --no-print-directory all $(B)/run-tests
+	@$(MAKE) --no-print-directory all $(B)/run-tests check-units check-install
 	NETPOLLD_BIN=$(abspath $(B))/netpolld POLLCTL_BIN=$(abspath $(B))/pollctl \
 	    CK_DEFAULT_TIMEOUT=60 $(B)/run-tests
+
+# The units, checked offline by systemd-analyze against the build tree: the
+# service runs the built daemon, its man pages are found through MANPATH,
+# and its exposure score must stay at 2.0 or lower ("OK").
+V := $(B)/verify
+check-units: all
+	@mkdir -p $(V)/man/man5 $(V)/man/man8
+	cp man/netpolld.8 $(V)/man/man8/ && cp man/netpolld.conf.5 $(V)/man/man5/
+	sed -e 's|@SBINDIR@|$(abspath $(B))|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    systemd/netpolld.service.in > $(V)/netpolld.service
+	cp systemd/netpolld.socket $(V)/netpolld.socket
+	cd $(V) && MANPATH=$(abspath $(V))/man systemd-analyze verify ./netpolld.service ./netpolld.socket
+	cd $(V) && systemd-analyze security --offline=true --threshold=20 ./netpolld.service \
+	    > security.txt; rc=$$?; tail -n 1 security.txt; exit $$rc
+
+# make install into a scratch DESTDIR, build the example against the
+# installed tree through pkg-config, run it against the installed daemon,
+# then make uninstall and check only the configuration file is left.
+D := $(abspath $(B))/destdir
+check-install: all
+	rm -rf $(D)
+	$(MAKE) --no-print-directory install DESTDIR=$(D) >/dev/null
+	PKG_CONFIG_PATH=$(D)$(LIBDIR)/pkgconfig PKG_CONFIG_SYSROOT_DIR=$(D) sh -c \
+	    '$(CC) -o $(D)/wait-readable client/examples/wait-readable.c $$(pkg-config --cflags --libs libnetpoll)'
+	$(D)$(SBINDIR)/netpolld --socket $(D)/np.sock --log-level warning & pid=$$!; \
+	    for i in $$(seq 100); do [ -S $(D)/np.sock ] && break; sleep 0.05; done; \
+	    out=$$(echo hi | NETPOLL_SOCKET=$(D)/np.sock LD_LIBRARY_PATH=$(D)$(LIBDIR) $(D)/wait-readable); \
+	    rc=$$?; kill $$pid; wait $$pid; echo "installed example: $$out"; \
+	    [ $$rc = 0 ] && [ "$$out" = "stdin: ready" ]
+	$(MAKE) --no-print-directory uninstall DESTDIR=$(D) >/dev/null
+	left=$$(cd $(D) && find . -type f ! -name wait-readable | sort); \
+	    [ "$$left" = "./etc/netpolld/netpolld.conf" ] || { echo "uninstall left: $$left"; exit 1; }
+	@echo "check-install: ok"
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/netpolld \
+	    $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(B)/netpolld $(DESTDIR)$(SBINDIR)/netpolld
+	install -m 0755 $(B)/pollctl $(DESTDIR)$(BINDIR)/pollctl
+	install -m 0755 $(B)/$(REALSO) $(DESTDIR)$(LIBDIR)/$(REALSO)
+	ln -sf $(REALSO) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME)
+	install -m 0644 $(B)/libnetpoll.a $(DESTDIR)$(LIBDIR)/libnetpoll.a
+	install -m 0644 $(B)/libnetpoll.pc $(DESTDIR)$(LIBDIR)/pkgconfig/libnetpoll.pc
+	install -m 0644 client/netpoll.h $(DESTDIR)$(INCLUDEDIR)/netpoll.h
+	install -m 0644 man/pollctl.1 $(DESTDIR)$(MANDIR)/man1/pollctl.1
+	install -m 0644 man/netpoll.3 $(DESTDIR)$(MANDIR)/man3/netpoll.3
+	install -m 0644 man/netpolld.conf.5 $(DESTDIR)$(MANDIR)/man5/netpolld.conf.5
+	install -m 0644 man/netpolld.8 $(DESTDIR)$(MANDIR)/man8/netpolld.8
+	install -m 0644 $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket $(DESTDIR)$(UNITDIR)/
+	install -m 0644 systemd/netpolld.sysusers $(DESTDIR)$(SYSUSERSDIR)/netpolld.conf
+	install -m 0644 systemd/netpolld.tmpfiles $(DESTDIR)$(TMPFILESDIR)/netpolld.conf
+	install -m 0644 client/examples/*.c $(DESTDIR)$(DOCDIR)/examples/
+	@# Never overwrite an operator's configuration.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/netpolld/netpolld.conf ] || \
+	    install -m 0644 conf/netpolld.conf $(DESTDIR)$(SYSCONFDIR)/netpolld/netpolld.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/netpolld $(DESTDIR)$(BINDIR)/pollctl \
+	    $(DESTDIR)$(LIBDIR)/$(REALSO) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(LIBNAME) \
+	    $(DESTDIR)$(LIBDIR)/libnetpoll.a $(DESTDIR)$(LIBDIR)/pkgconfig/libnetpoll.pc \
+	    $(DESTDIR)$(INCLUDEDIR)/netpoll.h $(DESTDIR)$(MANDIR)/man1/pollctl.1 \
+	    $(DESTDIR)$(MANDIR)/man3/netpoll.3 $(DESTDIR)$(MANDIR)/man5/netpolld.conf.5 \
+	    $(DESTDIR)$(MANDIR)/man8/netpolld.8 $(DESTDIR)$(UNITDIR)/netpolld.service \
+	    $(DESTDIR)$(UNITDIR)/netpolld.socket $(DESTDIR)$(SYSUSERSDIR)/netpolld.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/netpolld.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR)/netpolld/netpolld.conf"
 
 clean:
 	rm -rf $(B) run

@@ -380,8 +380,12 @@ static int handshake(np_client *c)
         h.name = program_invocation_short_name;
         m.hello = &h;
         r = wire_send(c->sock, &m, -1);
-        if (r < 0)
+        if (r < 0) {
+                /* A daemon that refuses us says why before closing. */
+                if (wire_recv(c->sock, c->rbuf, &c->arena, MSG_DONTWAIT, &w) > 0 && w->error)
+                        return w->error;
                 return r;
+        }
         do
                 r = poll(&pfd, 1, HANDSHAKE_TIMEOUT_MS);
         while (r < 0 && errno == EINTR);

@@ -1,19 +1,22 @@
 /*
  * INI configuration through inih.  The file is parsed into a copy of the
  * current configuration, which replaces it only when the whole file is
- * good, so a bad file changes nothing.  Unknown sections and keys, bad
- * numbers and out-of-range values stop the parse with file:line and key.
+ * good, so a bad file changes nothing (at start-up and on reload alike).
+ * Unknown sections and keys, malformed values and out-of-range numbers stop
+ * the parse with file:line and the key.  User and group names are resolved
+ * to ids while parsing, so an unknown name is an error at its line too.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stddef.h>
+#include <inttypes.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/duration.h"
 #include "log.h"
 
 typedef struct Parse {
@@ -25,6 +28,47 @@ typedef struct Parse {
         int line; /* of the line inih is handling (Debian's inih passes none) */
         bool line_done;
 } Parse;
+
+int config_init(Config *c)
+{
+        *c = (Config){
+                .socket_path = strdup(CONFIG_DEFAULT_SOCKET),
+                .socket_mode = 0660,
+                .socket_group = -1,
+                .max_connections = 1024,
+                .max_connections_per_uid = 256,
+                .max_descriptors = 4096,
+                .max_output_bytes = 1024 * 1024,
+                .handshake_timeout_ns = 5 * INT64_C(1000000000),
+                .log_level = LOG_INFO,
+        };
+        return c->socket_path ? 0 : -ENOMEM;
+}
+
+void config_done(Config *c)
+{
+        free(c->socket_path);
+        c->socket_path = NULL;
+}
+
+int config_copy(Config *dst, const Config *src)
+{
+        char *p = strdup(src->socket_path);
+
+        if (!p)
+                return -ENOMEM;
+        *dst = *src;
+        dst->socket_path = p;
+        return 0;
+}
+
+bool idlist_contains(const IdList *l, uint32_t id)
+{
+        for (uint32_t i = 0; i < l->n; i++)
+                if (l->ids[i] == id)
+                        return true;
+        return false;
+}
 
 /* inih's line reader: fgets, counting lines for error messages. */
 static char *read_line(char *str, int num, void *stream)
@@ -40,112 +84,204 @@ static char *read_line(char *str, int num, void *stream)
         return r;
 }
 
-int config_init(Config *c)
-{
-        *c = (Config){
-                .socket_path = strdup(CONFIG_DEFAULT_SOCKET),
-                .max_connections = 1024,
-                .max_descriptors = 4096,
-                .max_output_bytes = 1024 * 1024,
-                .log_level = LOG_INFO,
-        };
-        return c->socket_path ? 0 : -ENOMEM;
-}
-
-void config_done(Config *c)
-{
-        free(c->socket_path);
-        c->socket_path = NULL;
-}
-
-static bool parse_u32(const char *v, uint32_t min, uint32_t max, uint32_t *ret)
-{
-        char *end;
-        errno = 0;
-        unsigned long long x = strtoull(v, &end, 10);
-
-        if (errno || end == v || *end || v[0] == '-' || x < min || x > max)
-                return false;
-        *ret = (uint32_t)x;
-        return true;
-}
-
-static int fail(Parse *p, const char *fmt, const char *a, const char *b)
+static int fail(Parse *p, const char *key, const char *fmt, const char *value)
 {
         char msg[256];
 
         /* inih goes on after an error; the first one is the one to report. */
         if (p->err[0])
                 return 0;
-        snprintf(msg, sizeof(msg), fmt, a, b);
-        snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
+        snprintf(msg, sizeof(msg), fmt, value);
+        snprintf(p->err, p->errlen, "%s:%d: %s: %s", p->path, p->line, key, msg);
         return 0;
 }
 
-typedef struct U32Key {
-        const char *section, *name;
-        size_t offset;
-        uint32_t min, max;
-} U32Key;
+static bool parse_u64(const char *v, int base, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, base);
 
-static const U32Key u32_keys[] = {
-        { "limits", "max_connections", offsetof(Config, max_connections), 1, 1000000 },
-        { "limits", "max_descriptors_per_connection", offsetof(Config, max_descriptors), 1,
-          (1u << 24) - 1 },
-        { "limits", "max_output_bytes", offsetof(Config, max_output_bytes), 65536, 1u << 30 },
+        if (errno || end == v || *end || v[0] == '-' || v[0] == '+' || v[0] == ' ' || x < min ||
+            x > max)
+                return false;
+        *ret = x;
+        return true;
+}
+
+typedef enum KeyType { KEY_U32, KEY_MODE, KEY_DURATION, KEY_PATH, KEY_GROUP, KEY_USERS,
+                       KEY_GROUPS, KEY_LEVEL } KeyType;
+
+typedef struct Key {
+        const char *section, *name;
+        KeyType type;
+        size_t offset;
+        uint64_t min, max;
+} Key;
+
+#define K(s, n, t, f, lo, hi) { s, n, t, offsetof(Config, f), lo, hi }
+static const Key keys[] = {
+        K("daemon", "socket_path", KEY_PATH, socket_path, 0, 0),
+        K("daemon", "socket_mode", KEY_MODE, socket_mode, 0, 0777),
+        K("daemon", "socket_group", KEY_GROUP, socket_group, 0, 0),
+        K("limits", "max_connections", KEY_U32, max_connections, 1, 1000000),
+        K("limits", "max_connections_per_uid", KEY_U32, max_connections_per_uid, 1, 1000000),
+        K("limits", "max_descriptors_per_connection", KEY_U32, max_descriptors, 1,
+          (1u << 24) - 1),
+        K("limits", "max_output_bytes", KEY_U32, max_output_bytes, 65536, 1u << 30),
+        K("limits", "handshake_timeout", KEY_DURATION, handshake_timeout_ns,
+          1000000 /* 1 ms */, INT64_C(3600000000000) /* 1 h */),
+        K("access", "allow_users", KEY_USERS, allow_users, 0, 0),
+        K("access", "allow_groups", KEY_GROUPS, allow_groups, 0, 0),
+        K("access", "admin_users", KEY_USERS, admin_users, 0, 0),
+        K("access", "admin_groups", KEY_GROUPS, admin_groups, 0, 0),
+        K("log", "level", KEY_LEVEL, log_level, 0, 0),
 };
+
+/* Resolves a user or group name (or number) to its id. */
+static int resolve_id(const char *name, bool group, uint32_t *ret)
+{
+        uint64_t n;
+
+        if (parse_u64(name, 10, 0, UINT32_MAX - 1, &n)) {
+                *ret = (uint32_t)n;
+                return 0;
+        }
+        if (group) {
+                struct group *g = getgrnam(name);
+                if (!g)
+                        return -ENOENT;
+                *ret = g->gr_gid;
+        } else {
+                struct passwd *pw = getpwnam(name);
+                if (!pw)
+                        return -ENOENT;
+                *ret = pw->pw_uid;
+        }
+        return 0;
+}
+
+/* A list of names or ids separated by commas and/or blanks. */
+static int parse_ids(Parse *p, const Key *k, const char *value, IdList *out)
+{
+        char buf[1024], *save = NULL;
+        IdList l = { 0 };
+        bool group = k->type == KEY_GROUPS;
+
+        if (strlen(value) >= sizeof(buf))
+                return fail(p, k->name, "%s", "list too long");
+        snprintf(buf, sizeof(buf), "%s", value);
+        for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+                uint32_t id;
+                if (l.n == CONFIG_MAX_IDS)
+                        return fail(p, k->name, "more than %s entries", "64");
+                if (resolve_id(tok, group, &id) < 0)
+                        return fail(p, k->name, group ? "no such group '%s'" : "no such user '%s'",
+                                    tok);
+                l.ids[l.n++] = id;
+        }
+        *out = l;
+        return 1;
+}
 
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
         Parse *p = user;
+        const Key *k = NULL;
+        uint64_t n;
+        bool known_section = false;
 
-        if (strcmp(section, "daemon") && strcmp(section, "limits") && strcmp(section, "log"))
-                return fail(p, "unknown section [%s] (key '%s')", section, name);
-        for (size_t i = 0; i < sizeof(u32_keys) / sizeof(u32_keys[0]); i++) {
-                const U32Key *k = &u32_keys[i];
-                if (strcmp(section, k->section) || strcmp(name, k->name))
-                        continue;
-                if (!parse_u32(value, k->min, k->max, (uint32_t *)((char *)&p->cfg + k->offset))) {
-                        char range[64];
-                        snprintf(range, sizeof(range), "%u..%u", k->min, k->max);
-                        return fail(p, "%s: expected a whole number in %s", name, range);
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if (strcmp(section, keys[i].section) == 0) {
+                        known_section = true;
+                        if (strcmp(name, keys[i].name) == 0)
+                                k = &keys[i];
                 }
+        }
+        if (!known_section) {
+                char sec[128];
+                snprintf(sec, sizeof(sec), "[%s]", section);
+                return fail(p, name, "unknown section %s", sec);
+        }
+        if (!k) {
+                char sec[128];
+                snprintf(sec, sizeof(sec), "[%s]", section);
+                return fail(p, name, "unknown key in section %s", sec);
+        }
+        void *field = (char *)&p->cfg + k->offset;
+        char range[96];
+        switch (k->type) {
+        case KEY_U32:
+                if (!parse_u64(value, 10, k->min, k->max, &n)) {
+                        snprintf(range, sizeof(range), "%" PRIu64 "..%" PRIu64, k->min, k->max);
+                        return fail(p, k->name, "expected a whole number in %s", range);
+                }
+                *(uint32_t *)field = (uint32_t)n;
+                return 1;
+        case KEY_MODE:
+                if (!parse_u64(value, 8, k->min, k->max, &n))
+                        return fail(p, k->name, "expected octal permission bits (0000..0777), got '%s'",
+                                    value);
+                *(uint32_t *)field = (uint32_t)n;
+                return 1;
+        case KEY_DURATION: {
+                int64_t ns;
+                if (parse_duration_ns(value, &ns) < 0 || ns < (int64_t)k->min ||
+                    ns > (int64_t)k->max)
+                        return fail(p, k->name,
+                                    "expected a duration from 1ms to 1h (e.g. 500ms, 5s), got '%s'",
+                                    value);
+                *(int64_t *)field = ns;
                 return 1;
         }
-        if (strcmp(section, "daemon") == 0 && strcmp(name, "socket_path") == 0) {
+        case KEY_PATH: {
                 if (value[0] != '/' && strncmp(value, "./", 2) != 0)
-                        return fail(p, "%s: expected an absolute path, got '%s'", name, value);
+                        return fail(p, k->name, "expected an absolute path, got '%s'", value);
+                if (strlen(value) >= 108)
+                        return fail(p, k->name, "path longer than 107 bytes: '%s'", value);
                 char *s = strdup(value);
                 if (!s)
-                        return fail(p, "%s: %s", name, "out of memory");
+                        return fail(p, k->name, "%s", "out of memory");
                 free(p->cfg.socket_path);
                 p->cfg.socket_path = s;
                 return 1;
         }
-        if (strcmp(section, "log") == 0 && strcmp(name, "level") == 0) {
-                int l = log_level_from_string(value);
-                if (l < 0)
-                        return fail(p, "%s: expected err, warning, notice, info or debug, got '%s'",
-                                    name, value);
-                p->cfg.log_level = l;
+        case KEY_GROUP: {
+                uint32_t gid;
+                if (resolve_id(value, true, &gid) < 0)
+                        return fail(p, k->name, "no such group '%s'", value);
+                *(int64_t *)field = gid;
                 return 1;
         }
-        return fail(p, "unknown key '%s' in section [%s]", name, section);
+        case KEY_USERS:
+        case KEY_GROUPS:
+                return parse_ids(p, k, value, field);
+        case KEY_LEVEL: {
+                int l = log_level_from_string(value);
+                if (l < 0)
+                        return fail(p, k->name,
+                                    "expected err, warning, notice, info or debug, got '%s'", value);
+                *(int *)field = l;
+                return 1;
+        }
+        }
+        return fail(p, k->name, "%s", "unhandled key type");
 }
 
 int config_load(Config *c, const char *path, char *err, size_t errlen)
 {
-        Parse p = { .cfg = *c, .path = path, .err = err, .errlen = errlen };
+        Parse p = { .path = path, .err = err, .errlen = errlen };
+        int r;
 
-        p.cfg.socket_path = strdup(c->socket_path);
-        if (!p.cfg.socket_path)
-                return -ENOMEM;
+        r = config_copy(&p.cfg, c);
+        if (r < 0)
+                return r;
         err[0] = '\0';
         FILE *f = fopen(path, "re");
         if (!f) {
-                int r = -errno;
+                r = -errno;
                 snprintf(err, errlen, "%s: %s", path, strerror(-r));
-                free(p.cfg.socket_path);
+                config_done(&p.cfg);
                 return r;
         }
         p.f = f;
@@ -154,20 +290,41 @@ int config_load(Config *c, const char *path, char *err, size_t errlen)
         fclose(f);
         if (line != 0) {
                 if (!err[0])
-                        snprintf(err, errlen, "%s:%d: syntax error", path, line);
-                free(p.cfg.socket_path);
+                        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+                                 path, line);
+                config_done(&p.cfg);
                 return -EINVAL;
         }
-        free(c->socket_path);
+        config_done(c);
         *c = p.cfg;
         return 0;
 }
 
+static void print_ids(FILE *f, const char *name, const IdList *l)
+{
+        fprintf(f, "%s =", name);
+        for (uint32_t i = 0; i < l->n; i++)
+                fprintf(f, "%s%" PRIu32, i ? ", " : " ", l->ids[i]);
+        fputc('\n', f);
+}
+
 void config_print(const Config *c, FILE *f)
 {
+        int64_t ms = c->handshake_timeout_ns / 1000000;
+
+        fprintf(f, "[daemon]\nsocket_path = %s\nsocket_mode = %04o\n", c->socket_path,
+                c->socket_mode);
+        if (c->socket_group >= 0)
+                fprintf(f, "socket_group = %" PRId64 "\n", c->socket_group);
         fprintf(f,
-                "[daemon]\nsocket_path = %s\n\n[limits]\nmax_connections = %u\n"
-                "max_descriptors_per_connection = %u\nmax_output_bytes = %u\n\n[log]\nlevel = %s\n",
-                c->socket_path, c->max_connections, c->max_descriptors, c->max_output_bytes,
-                log_level_to_string(c->log_level));
+                "\n[limits]\nmax_connections = %u\nmax_connections_per_uid = %u\n"
+                "max_descriptors_per_connection = %u\nmax_output_bytes = %u\n"
+                "handshake_timeout = %" PRId64 "ms\n\n[access]\n",
+                c->max_connections, c->max_connections_per_uid, c->max_descriptors,
+                c->max_output_bytes, ms);
+        print_ids(f, "allow_users", &c->allow_users);
+        print_ids(f, "allow_groups", &c->allow_groups);
+        print_ids(f, "admin_users", &c->admin_users);
+        print_ids(f, "admin_groups", &c->admin_groups);
+        fprintf(f, "\n[log]\nlevel = %s\n", log_level_to_string(c->log_level));
 }

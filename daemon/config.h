@@ -5,17 +5,32 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #define CONFIG_DEFAULT_SOCKET "/run/netpolld/netpolld.sock"
+#define CONFIG_MAX_IDS 64
+
+/* Users or groups named in the [access] section, resolved to ids. */
+typedef struct IdList {
+        uint32_t n;
+        uint32_t ids[CONFIG_MAX_IDS];
+} IdList;
 
 typedef struct Config {
         char *socket_path;
+        uint32_t socket_mode;  /* permission bits of the socket file we bind */
+        int64_t socket_group;  /* gid to chown it to, or -1 */
         uint32_t max_connections;
-        uint32_t max_descriptors; /* per connection */
+        uint32_t max_connections_per_uid;
+        uint32_t max_descriptors;  /* per connection */
         uint32_t max_output_bytes; /* queued, per connection */
+        int64_t handshake_timeout_ns;
+        IdList allow_users, allow_groups; /* empty: everyone the socket admits */
+        IdList admin_users, admin_groups; /* may see every connection (root always) */
         int log_level;
 } Config;
 
@@ -23,12 +38,18 @@ typedef struct Config {
 int config_init(Config *c);
 void config_done(Config *c);
 
+/* Deep copy.  Returns 0 or -ENOMEM. */
+int config_copy(Config *dst, const Config *src);
+
 /*
  * Reads path over *c.  On a bad file returns -EINVAL (or -errno when it
- * cannot be read) and writes a "FILE:LINE: message" into err; *c is then
- * unchanged.
+ * cannot be read) and writes "FILE:LINE: message" naming the key into err;
+ * *c is then unchanged.
  */
 int config_load(Config *c, const char *path, char *err, size_t errlen);
 
 /* Writes the effective configuration as INI to f. */
 void config_print(const Config *c, FILE *f);
+
+/* Whether id is in the list. */
+bool idlist_contains(const IdList *l, uint32_t id);

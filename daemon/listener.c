@@ -94,8 +94,12 @@ int listener_open(Server *s, char *err, size_t errlen)
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return errf(err, errlen, -errno, "%s", "socket");
-        if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                r = -errno;
+        /* Bind under a umask that admits nobody, then open it up to exactly
+         * socket_mode: no window with wider permissions. */
+        mode_t old_umask = umask(0777);
+        r = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
+        umask(old_umask);
+        if (r < 0) {
                 if (r != -EADDRINUSE)
                         return errf(err, errlen, r, "cannot bind %s", path);
                 if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
@@ -110,8 +114,21 @@ int listener_open(Server *s, char *err, size_t errlen)
                 log_notice("removing stale socket %s", path);
                 if (unlink(path) < 0 && errno != ENOENT)
                         return errf(err, errlen, -errno, "cannot remove stale socket %s", path);
-                if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-                        return errf(err, errlen, -errno, "cannot bind %s", path);
+                old_umask = umask(0777);
+                r = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
+                umask(old_umask);
+                if (r < 0)
+                        return errf(err, errlen, r, "cannot bind %s", path);
+        }
+        if (s->config->socket_group >= 0 && chown(path, (uid_t)-1, (gid_t)s->config->socket_group) < 0) {
+                r = -errno;
+                unlink(path);
+                return errf(err, errlen, r, "cannot give %s to its socket_group", path);
+        }
+        if (chmod(path, s->config->socket_mode) < 0) {
+                r = -errno;
+                unlink(path);
+                return errf(err, errlen, r, "cannot set socket_mode on %s", path);
         }
         if (stat(path, &st) == 0) {
                 s->sock_dev = st.st_dev;

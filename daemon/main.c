@@ -5,7 +5,7 @@
  * daemon raises RLIMIT_NOFILE's soft limit to the hard limit (it holds a
  * copy of every registered fd), blocks the signals it reads through a
  * signalfd, tells systemd READY=1 once it serves and STOPPING=1 when it
- * stops, and on SIGTERM/SIGINT ends every parked wait with NP_ERR_CLOSING,
+ * stops, re-reads its configuration on SIGHUP, and on SIGTERM/SIGINT ends every parked wait with NP_ERR_CLOSING,
  * closes every connection, removes its socket file and exits 0.
  */
 #include <errno.h>
@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "log.h"
@@ -36,7 +35,8 @@ static void usage(FILE *f)
                 "  -h, --help              show this help and exit\n"
                 "  -V, --version           show the version and exit\n"
                 "\n"
-                "Runs in the foreground and logs to stderr.  SIGTERM or SIGINT stop it.\n"
+                "Runs in the foreground and logs to stderr.  SIGTERM or SIGINT stop it;\n"
+                "SIGHUP reloads the configuration file.\n"
                 "See netpolld(8).\n",
                 CONFIG_DEFAULT_SOCKET);
 }
@@ -107,21 +107,16 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        if (config_init(&cfg) < 0) {
-                fprintf(stderr, "netpolld: out of memory\n");
+        ConfigSource source = {
+                .path = config_path,
+                .socket_override = socket_path,
+                .log_level_override = log_level,
+        };
+        r = server_config_build(&source, &cfg, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "netpolld: %s\n", err[0] ? err : strerror(-r));
                 return 1;
         }
-        if (config_path && config_load(&cfg, config_path, err, sizeof(err)) < 0) {
-                fprintf(stderr, "netpolld: %s\n", err);
-                config_done(&cfg);
-                return 1;
-        }
-        if (socket_path) {
-                free(cfg.socket_path);
-                cfg.socket_path = strdup(socket_path);
-        }
-        if (log_level >= 0)
-                cfg.log_level = log_level;
         if (check_config) {
                 config_print(&cfg, stdout);
                 config_done(&cfg);
@@ -138,7 +133,7 @@ int main(int argc, char **argv)
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = server_init(&srv, &cfg);
+        r = server_init(&srv, &cfg, &source);
         if (r < 0) {
                 log_error("cannot start: %s", strerror(-r));
                 server_done(&srv);
@@ -154,9 +149,7 @@ int main(int argc, char **argv)
         }
         log_info("netpolld %s serving on %s", NETPOLL_VERSION,
                  srv.listen_owned ? cfg.socket_path : "the socket passed by systemd");
-        sd_notify(0, "READY=1\nSTATUS=serving");
         r = server_run(&srv);
-        sd_notify(0, "STOPPING=1");
         server_done(&srv);
         config_done(&cfg);
         return r < 0 ? 1 : 0;

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
+#include "codec.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -37,12 +39,43 @@
 #define TIMER_BATCH 4096
 #define ARENA_BYTES (2 * 1024 * 1024)
 
-int server_init(Server *s, const Config *config)
+int server_config_build(const ConfigSource *source, Config *ret, char *err, size_t errlen)
+{
+        Config c;
+        int r = config_init(&c);
+
+        err[0] = '\0';
+        if (r < 0)
+                return r;
+        if (source->path) {
+                r = config_load(&c, source->path, err, errlen);
+                if (r < 0) {
+                        config_done(&c);
+                        return r;
+                }
+        }
+        if (source->socket_override) {
+                char *p = strdup(source->socket_override);
+                if (!p) {
+                        config_done(&c);
+                        return -ENOMEM;
+                }
+                free(c.socket_path);
+                c.socket_path = p;
+        }
+        if (source->log_level_override >= 0)
+                c.log_level = source->log_level_override;
+        *ret = c;
+        return 0;
+}
+
+int server_init(Server *s, Config *config, const ConfigSource *source)
 {
         int r;
 
         *s = (Server){
                 .config = config,
+                .source = *source,
                 .listen_fd = -1,
                 .reserve_fd = -1,
                 .signal_fd = -1,
@@ -75,6 +108,7 @@ int server_init(Server *s, const Config *config)
         if (r < 0)
                 return r;
         s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        notify_init(&s->notify);
         return 0;
 }
 
@@ -122,6 +156,66 @@ static int session_index_alloc(Server *s, uint32_t *ret)
         return 0;
 }
 
+/* Whether [access] admits a peer: root always; anyone when both allow
+ * lists are empty; else a listed uid, primary gid or supplementary gid. */
+static bool server_allows(const Server *s, int fd, uid_t uid, gid_t gid)
+{
+        const Config *c = s->config;
+        gid_t groups[256];
+        socklen_t len = sizeof(groups);
+
+        if (uid == 0 || (c->allow_users.n == 0 && c->allow_groups.n == 0))
+                return true;
+        if (idlist_contains(&c->allow_users, uid) || idlist_contains(&c->allow_groups, gid))
+                return true;
+        if (c->allow_groups.n && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+                for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                        if (idlist_contains(&c->allow_groups, groups[i]))
+                                return true;
+        return false;
+}
+
+/* Answers a connection that will not be served with one error datagram
+ * (np_connect returns it) and closes it. */
+static void server_refuse(Server *s, int fd, int error)
+{
+        size_t len = codec_encode_error(s->wbuf, error);
+
+        (void)!send(fd, s->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        safe_close(fd);
+}
+
+/* Decides whether to serve an accepted connection.  0 or a negative errno
+ * for the client. */
+static int server_admit(Server *s, int fd)
+{
+        struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+        socklen_t len = sizeof(cred);
+        uint32_t same_uid = 0;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -EACCES;
+        if (!server_allows(s, fd, cred.uid, cred.gid)) {
+                log_notice("refused pid %d uid %d: not in [access] allow_users or allow_groups",
+                           (int)cred.pid, (int)cred.uid);
+                return -EACCES;
+        }
+        if (s->n_sessions >= s->config->max_connections) {
+                log_warning("refused pid %d: max_connections (%u) reached", (int)cred.pid,
+                            s->config->max_connections);
+                return -ECONNREFUSED;
+        }
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i] && s->sessions[i]->uid == cred.uid)
+                        same_uid++;
+        if (same_uid >= s->config->max_connections_per_uid) {
+                log_warning("refused pid %d uid %d: max_connections_per_uid (%u) reached",
+                            (int)cred.pid, (int)cred.uid, s->config->max_connections_per_uid);
+                return -EUSERS;
+        }
+        return 0;
+}
+
 /* Takes ownership of an accepted connection fd. */
 static void server_add_session(Server *s, int fd)
 {
@@ -129,10 +223,9 @@ static void server_add_session(Server *s, int fd)
         Session *sess;
         int r;
 
-        if (s->n_sessions >= s->config->max_connections) {
-                log_warning("connection refused: max_connections (%u) reached",
-                            s->config->max_connections);
-                safe_close(fd);
+        r = server_admit(s, fd);
+        if (r < 0) {
+                server_refuse(s, fd, r);
                 return;
         }
         r = session_index_alloc(s, &index);
@@ -148,6 +241,7 @@ static void server_add_session(Server *s, int fd)
         s->sessions[index] = sess;
         s->n_sessions++;
         s->stats.accepted++;
+        s->ungreeted_possible = true;
 }
 
 static void server_accept(Server *s)
@@ -176,6 +270,42 @@ static void server_accept(Server *s)
         }
 }
 
+/* SIGHUP: re-reads the configuration; limits, access and log level apply
+ * at once to new requests and connections, existing descriptors are kept
+ * even over a lowered quota.  A bad file is refused and the old one kept. */
+static void server_reload(Server *s)
+{
+        Config next;
+        char err[1024];
+        int r;
+
+        notify_reloading(&s->notify);
+        r = server_config_build(&s->source, &next, err, sizeof(err));
+        if (r < 0) {
+                log_error("reload refused, keeping the running configuration: %s",
+                          err[0] ? err : strerror(-r));
+        } else {
+                Config *cur = s->config;
+                if (strcmp(next.socket_path, cur->socket_path) != 0 ||
+                    next.socket_mode != cur->socket_mode || next.socket_group != cur->socket_group)
+                        log_warning("reload: socket_path, socket_mode and socket_group changes "
+                                    "need a restart; keeping %s",
+                                    cur->socket_path);
+                /* The listener stays as it is. */
+                free(next.socket_path);
+                next.socket_path = cur->socket_path;
+                next.socket_mode = cur->socket_mode;
+                next.socket_group = cur->socket_group;
+                *cur = next;
+                log_set_level(cur->log_level);
+                log_info("configuration reloaded%s%s", s->source.path ? " from " : "",
+                         s->source.path ? s->source.path : " (defaults, no --config)");
+        }
+        char status[128];
+        snprintf(status, sizeof(status), "serving %u connections", s->n_sessions);
+        notify_ready(&s->notify, status);
+}
+
 static void server_signal(Server *s)
 {
         struct signalfd_siginfo si;
@@ -188,8 +318,7 @@ static void server_signal(Server *s)
                         s->stopping = true;
                         break;
                 case SIGHUP:
-                        log_notice("SIGHUP: configuration reload is not supported by this "
-                                   "version; restart netpolld to apply changes");
+                        server_reload(s);
                         break;
                 }
         }
@@ -265,11 +394,68 @@ static void server_free_dead(Server *s)
         }
 }
 
+/* One line for systemd's STATUS=. */
+static void server_status_line(Server *s, char *buf, size_t len)
+{
+        const Netpoll__V1__Status *st = server_status(s);
+
+        snprintf(buf, len, "%" PRIu64 " connections, %" PRIu64 " descriptors, %" PRIu64
+                 " waiters",
+                 st->connections, st->descriptors, st->waiters);
+}
+
+/* Ends connections that did not say hello in time; returns when the next
+ * one is due (INT64_MAX: none pending). */
+static int64_t server_sweep_handshakes(Server *s, int64_t now)
+{
+        int64_t next = INT64_MAX, timeout = s->config->handshake_timeout_ns;
+
+        for (uint32_t i = 0; i < s->sessions_cap; i++) {
+                Session *sess = s->sessions[i];
+                if (!sess || sess->greeted)
+                        continue;
+                int64_t due = sess->connected_ns + timeout;
+                if (due <= now) {
+                        log_notice("client %" PRIu64 " (pid %d, %s): no hello within the "
+                                   "handshake timeout; dropping it",
+                                   sess->id, (int)sess->pid, sess->comm);
+                        session_close(sess, NULL);
+                } else if (due < next)
+                        next = due;
+        }
+        return next;
+}
+
+/* Watchdog, status and handshake deadlines; returns the epoll timeout in
+ * ms until the next of them (rounded up: housekeeping is never early). */
+static int server_housekeeping(Server *s)
+{
+        int64_t now = now_ns();
+        char status[128];
+
+        server_status_line(s, status, sizeof(status));
+        notify_tick(&s->notify, now, status);
+        int64_t next = notify_next(&s->notify);
+        if (s->ungreeted_possible) {
+                int64_t h = server_sweep_handshakes(s, now);
+                s->ungreeted_possible = h != INT64_MAX;
+                if (h < next)
+                        next = h;
+        }
+        if (next == INT64_MAX)
+                return -1;
+        int64_t ms = (next - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC;
+        return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 int server_run(Server *s)
 {
         struct epoll_event evs[MAX_EVENTS];
+        char status[128];
         int r;
 
+        server_status_line(s, status, sizeof(status));
+        notify_ready(&s->notify, status);
         while (!s->stopping) {
                 Timer *t = timers_peek(&s->timers);
                 r = poller_set_timer(&s->poller, t ? t->when : INT64_MAX);
@@ -277,7 +463,8 @@ int server_run(Server *s)
                         log_error("cannot arm the timerfd: %s", strerror(-r));
                         return r;
                 }
-                int n = poller_wait(&s->poller, evs, MAX_EVENTS, -1);
+                int timeout = server_housekeeping(s);
+                int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)
                                 continue;
@@ -324,6 +511,7 @@ const Netpoll__V1__Status *server_status(Server *s)
 
 void server_done(Server *s)
 {
+        notify_stopping(&s->notify);
         /* Lame duck: end parked waits with NP_ERR_CLOSING and send that,
          * then end every connection. */
         for (uint32_t i = 0; i < s->sessions_cap; i++)

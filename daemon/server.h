@@ -11,6 +11,7 @@
 
 #include "../common/arena.h"
 #include "config.h"
+#include "notify.h"
 #include "netpoll.pb-c.h"
 #include "pollcache.h"
 #include "poller.h"
@@ -26,8 +27,17 @@ typedef struct ServerStats {
         uint64_t accepted;
 } ServerStats;
 
+/* Where the configuration came from, so SIGHUP can read it again. */
+typedef struct ConfigSource {
+        const char *path;            /* --config, or NULL */
+        const char *socket_override; /* --socket, or NULL */
+        int log_level_override;      /* --log-level, or -1 */
+} ConfigSource;
+
 typedef struct Server {
-        const Config *config;
+        Config *config; /* replaced in place on reload */
+        ConfigSource source;
+        Notify notify;
         Poller poller;
         PollCache cache;
         Timers timers;
@@ -57,10 +67,15 @@ typedef struct Server {
         int64_t started_ns;
         ServerStats stats;
         bool stopping;
+        bool ungreeted_possible; /* a connection may still owe its hello */
 } Server;
 
 /* Sets up everything but the listener.  Returns 0 or -errno. */
-int server_init(Server *s, const Config *config);
+int server_init(Server *s, Config *config, const ConfigSource *source);
+
+/* Builds a configuration from defaults, source->path and the overrides.
+ * Returns 0, or -errno with "FILE:LINE: message" in err. */
+int server_config_build(const ConfigSource *source, Config *ret, char *err, size_t errlen);
 
 /* Opens the listener: the socket passed by systemd (LISTEN_FDS) when there
  * is one, else binds config->socket_path.  Returns 0 or -errno, with a
