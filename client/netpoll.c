@@ -43,6 +43,12 @@
 #define HANDSHAKE_TIMEOUT_MS 5000
 #define BATCH_MAX 256 /* pipelined requests held before a flush */
 
+/* A FIFO of fixed-size items (events for np_poll, watch events). */
+typedef struct Ring {
+        unsigned char *buf;
+        size_t esz, head, len, cap;
+} Ring;
+
 typedef struct Pending {
         uint64_t id;
         bool done;
@@ -50,6 +56,9 @@ typedef struct Pending {
         uint64_t desc;
         struct np_session_stats stats;
         struct np_status *status;
+        np_client_info *clients; /* lists, accumulated over `more` replies */
+        np_desc_info *descs;
+        size_t n_items, cap_items;
         struct Pending *next;
 } Pending;
 
@@ -71,8 +80,9 @@ struct np_client {
         uint64_t next_id;
         Pending *pending;
         DescTable descs; /* what this connection has open: enables pipelining */
-        np_event *evq; /* ring of events for np_poll */
-        size_t evq_head, evq_len, evq_cap;
+        Ring events;     /* np_event, for np_poll */
+        Ring watch;      /* np_watch_event, for np_watch_read */
+        uint64_t connection_id;
 
         Arena arena; /* the reader's */
         uint8_t *rbuf;
@@ -94,21 +104,84 @@ static void pending_remove(np_client *c, Pending *p)
                 }
 }
 
-static int evq_push(np_client *c, const np_event *e)
+static int ring_push(Ring *r, const void *item)
 {
-        if (c->evq_len == c->evq_cap) {
-                size_t cap = c->evq_cap ? c->evq_cap * 2 : 64;
-                np_event *q = malloc(cap * sizeof(*q));
-                if (!q)
+        if (r->len == r->cap) {
+                size_t cap = r->cap ? r->cap * 2 : 64;
+                unsigned char *buf = malloc(cap * r->esz);
+                if (!buf)
                         return -ENOMEM;
-                for (size_t i = 0; i < c->evq_len; i++)
-                        q[i] = c->evq[(c->evq_head + i) % c->evq_cap];
-                free(c->evq);
-                c->evq = q;
-                c->evq_cap = cap;
-                c->evq_head = 0;
+                for (size_t i = 0; i < r->len; i++)
+                        memcpy(buf + i * r->esz, r->buf + ((r->head + i) % r->cap) * r->esz,
+                               r->esz);
+                free(r->buf);
+                r->buf = buf;
+                r->cap = cap;
+                r->head = 0;
         }
-        c->evq[(c->evq_head + c->evq_len++) % c->evq_cap] = *e;
+        memcpy(r->buf + ((r->head + r->len++) % r->cap) * r->esz, item, r->esz);
+        return 0;
+}
+
+/* Moves up to max items into out; returns how many. */
+static int ring_pop(Ring *r, void *out, int max)
+{
+        int n = 0;
+
+        while (n < max && r->len > 0) {
+                memcpy((unsigned char *)out + (size_t)n * r->esz, r->buf + r->head * r->esz,
+                       r->esz);
+                r->head = (r->head + 1) % r->cap;
+                r->len--;
+                n++;
+        }
+        return n;
+}
+
+/* Appends the list entries of a reply to the pending call's array. */
+static int pending_append(Pending *p, const Netpoll__V1__Reply *r)
+{
+        size_t add = r->n_clients + r->n_descs;
+        size_t esz = r->n_clients ? sizeof(np_client_info) : sizeof(np_desc_info);
+        void **arr = r->n_clients ? (void **)&p->clients : (void **)&p->descs;
+
+        if (add == 0)
+                return 0;
+        if (p->n_items + add > p->cap_items) {
+                size_t cap = p->cap_items ? p->cap_items : 64;
+                while (cap < p->n_items + add)
+                        cap *= 2;
+                void *a = realloc(*arr, cap * esz);
+                if (!a)
+                        return -ENOMEM;
+                *arr = a;
+                p->cap_items = cap;
+        }
+        for (size_t i = 0; i < r->n_clients; i++) {
+                const Netpoll__V1__ClientInfo *ci = r->clients[i];
+                np_client_info *o = &p->clients[p->n_items++];
+                *o = (np_client_info){
+                        .id = ci->id, .pid = ci->pid, .uid = ci->uid, .gid = ci->gid,
+                        .descriptors = ci->descriptors, .waiters = ci->waiters,
+                        .timers = ci->timers, .queued_bytes = ci->queued_bytes,
+                        .connected_ns = ci->connected_ns, .requests = ci->requests,
+                        .self = ci->self,
+                };
+                snprintf(o->comm, sizeof(o->comm), "%s", ci->comm ? ci->comm : "");
+                snprintf(o->name, sizeof(o->name), "%s", ci->name ? ci->name : "");
+        }
+        for (size_t i = 0; i < r->n_descs; i++) {
+                const Netpoll__V1__DescInfo *di = r->descs[i];
+                np_desc_info *o = &p->descs[p->n_items++];
+                *o = (np_desc_info){
+                        .client = di->client, .desc = di->desc, .user = di->user,
+                        .read = di->read, .write = di->write,
+                        .read_deadline_ns = di->read_deadline_ns,
+                        .write_deadline_ns = di->write_deadline_ns,
+                        .event_err = di->event_err,
+                };
+                snprintf(o->type, sizeof(o->type), "%s", di->type ? di->type : "");
+        }
         return 0;
 }
 
@@ -125,8 +198,13 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                 for (Pending *p = c->pending; p; p = p->next) {
                         if (p->id != r->id || p->done)
                                 continue;
+                        if (pending_append(p, r) < 0)
+                                p->result = -ENOMEM;
+                        if (r->more)
+                                break; /* the list goes on */
                         p->done = true;
-                        p->result = r->result;
+                        if (p->result == 0)
+                                p->result = r->result;
                         p->desc = r->desc;
                         if (r->session)
                                 p->stats = (struct np_session_stats){
@@ -149,6 +227,16 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                                         .protocol_errors = s->protocol_errors,
                                         .slots_in_use = s->slots_in_use,
                                         .slots_allocated = s->slots_allocated,
+                                        .breaks = s->breaks,
+                                        .rss_bytes = s->rss_bytes,
+                                        .open_fds = s->open_fds,
+                                        .fd_limit = s->fd_limit,
+                                        .accepted = s->accepted,
+                                        .max_connections = s->max_connections,
+                                        .max_connections_per_uid = s->max_connections_per_uid,
+                                        .max_descriptors = s->max_descriptors,
+                                        .max_output_bytes = s->max_output_bytes,
+                                        .handshake_timeout_ns = s->handshake_timeout_ns,
                                 };
                                 snprintf(o->version, sizeof(o->version), "%s",
                                          s->version ? s->version : "");
@@ -163,8 +251,17 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                 DescEntry *d = desctab_find(&c->descs, e->desc);
                 if (d && (e->mode == 'r' || e->mode == 'w') && *desctab_outstanding(d, e->mode))
                         (*desctab_outstanding(d, e->mode))--;
-                if (evq_push(c, &ev) < 0)
+                if (ring_push(&c->events, &ev) < 0)
                         c->dead = true; /* cannot lose an outcome silently */
+        }
+        for (size_t i = 0; i < m->n_watch; i++) {
+                const Netpoll__V1__WatchEvent *w = m->watch[i];
+                np_watch_event ev = { .time_ns = (int64_t)w->time_ns, .kind = w->kind,
+                                      .client = w->client, .desc = w->desc, .mode = w->mode,
+                                      .pid = w->pid };
+                snprintf(ev.comm, sizeof(ev.comm), "%s", w->comm ? w->comm : "");
+                if (ring_push(&c->watch, &ev) < 0)
+                        c->dead = true;
         }
 }
 
@@ -400,6 +497,7 @@ static int handshake(np_client *c)
                 return w->error < 0 ? w->error : -EPROTO;
         if (!w->welcome || w->welcome->version != WIRE_PROTOCOL_VERSION)
                 return -EPROTO;
+        c->connection_id = w->welcome->connection_id;
         return 0;
 }
 
@@ -423,6 +521,8 @@ NP_EXPORT int np_connect(const char *path, np_client **ret)
         if (!c)
                 return -ENOMEM;
         c->sock = c->evfd = -1;
+        c->events.esz = sizeof(np_event);
+        c->watch.esz = sizeof(np_watch_event);
         pthread_mutex_init(&c->lock, NULL);
         pthread_mutex_init(&c->send_lock, NULL);
         pthread_condattr_init(&ca);
@@ -468,7 +568,8 @@ NP_EXPORT void np_disconnect(np_client *c)
         pthread_cond_destroy(&c->cond);
         arena_done(&c->arena);
         free(c->rbuf);
-        free(c->evq);
+        free(c->events.buf);
+        free(c->watch.buf);
         desctab_done(&c->descs);
         free(c);
 }
@@ -601,14 +702,18 @@ NP_EXPORT int np_ping(np_client *c)
         return simple(c, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
 }
 
-NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
+/*
+ * netpoll(delay) over one of the connection's queues: returns queued items,
+ * else (with breakable) a pending break, else waits as delay says.  The
+ * thread counts itself inside the library first and flushes the pipelined
+ * batch, since the items it waits for may depend on it.
+ */
+static int wait_queue(np_client *c, int64_t delay_ns, Ring *q, void *out, int max, bool breakable)
 {
         int64_t deadline = delay_ns > 0 ? deadline_after(delay_ns) : delay_ns < 0 ? -1 : 0;
         bool polled = false;
         int n = 0;
 
-        if (!c || max <= 0 || !events)
-                return -EINVAL;
         atomic_fetch_add(&c->inside, 1);
         int r = flush(c);
         if (r < 0) {
@@ -617,15 +722,11 @@ NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
         }
         pthread_mutex_lock(&c->lock);
         for (;;) {
-                if (c->evq_len > 0) {
-                        while (n < max && c->evq_len > 0) {
-                                events[n++] = c->evq[c->evq_head];
-                                c->evq_head = (c->evq_head + 1) % c->evq_cap;
-                                c->evq_len--;
-                        }
+                if (q->len > 0) {
+                        n = ring_pop(q, out, max);
                         break;
                 }
-                if (delay_ns != 0 && c->break_pending) {
+                if (breakable && delay_ns != 0 && c->break_pending) {
                         c->break_pending = false;
                         break;
                 }
@@ -656,6 +757,62 @@ NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
         pthread_mutex_unlock(&c->lock);
         atomic_fetch_sub(&c->inside, 1);
         return n;
+}
+
+NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
+{
+        if (!c || max <= 0 || !events)
+                return -EINVAL;
+        return wait_queue(c, delay_ns, &c->events, events, max, true);
+}
+
+NP_EXPORT int np_watch_read(np_client *c, int64_t delay_ns, np_watch_event *events, int max)
+{
+        if (!c || max <= 0 || !events)
+                return -EINVAL;
+        return wait_queue(c, delay_ns, &c->watch, events, max, false);
+}
+
+NP_EXPORT uint64_t np_connection_id(np_client *c)
+{
+        return c ? c->connection_id : 0;
+}
+
+/* A list request: the reply's entries in a malloc'd array for the caller. */
+static int list_call(np_client *c, Netpoll__V1__Op op, uint64_t client, void **ret, size_t *ret_n)
+{
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+        int r;
+
+        if (!c || !ret || !ret_n)
+                return -EINVAL;
+        q.op = op;
+        q.desc = client;
+        r = call(c, &q, -1, &p);
+        void *items = op == NETPOLL__V1__OP__OP_LIST_CLIENTS ? (void *)p.clients : (void *)p.descs;
+        if (r < 0) {
+                free(items);
+                return r;
+        }
+        *ret = items;
+        *ret_n = p.n_items;
+        return 0;
+}
+
+NP_EXPORT int np_list_clients(np_client *c, np_client_info **ret, size_t *ret_n)
+{
+        return list_call(c, NETPOLL__V1__OP__OP_LIST_CLIENTS, 0, (void **)ret, ret_n);
+}
+
+NP_EXPORT int np_list_descs(np_client *c, uint64_t client, np_desc_info **ret, size_t *ret_n)
+{
+        return list_call(c, NETPOLL__V1__OP__OP_LIST_DESCS, client, (void **)ret, ret_n);
+}
+
+NP_EXPORT int np_watch(np_client *c, uint64_t client)
+{
+        return simple(c, NETPOLL__V1__OP__OP_WATCH, client, 0, 0);
 }
 
 NP_EXPORT int np_break(np_client *c)

@@ -12,6 +12,7 @@
 #ifndef NETPOLL_H
 #define NETPOLL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -119,12 +120,86 @@ struct np_status {
         uint64_t protocol_errors;
         uint64_t slots_in_use;
         uint64_t slots_allocated;
+        uint64_t breaks;    /* wakeups of the daemon's loop through its eventfd */
+        uint64_t rss_bytes; /* the daemon's resident memory */
+        uint64_t open_fds;  /* the daemon's open fds */
+        uint64_t fd_limit;  /* its RLIMIT_NOFILE */
+        uint64_t accepted;  /* connections accepted since start */
+        uint32_t max_connections;
+        uint32_t max_connections_per_uid;
+        uint32_t max_descriptors;
+        uint32_t max_output_bytes;
+        uint64_t handshake_timeout_ns;
 };
+
+/* State of one direction of a descriptor, as np_list_descs reports it. */
+enum { NP_DIR_IDLE = 0, NP_DIR_READY = 1, NP_DIR_WAITING = 2, NP_DIR_CLOSING = 3 };
+
+typedef struct np_client_info {
+        uint64_t id;
+        uint32_t pid, uid, gid;
+        char comm[17];
+        char name[64];
+        uint64_t descriptors, waiters, timers;
+        uint64_t queued_bytes; /* replies the daemon holds for it */
+        uint64_t connected_ns; /* connected for */
+        uint64_t requests;     /* requests served */
+        int self;              /* the asking connection */
+} np_client_info;
+
+typedef struct np_desc_info {
+        uint64_t client;
+        np_desc desc;
+        uint64_t user;
+        char type[16];         /* unix, tcp, udp, pipe, fifo, eventfd, tty, ... */
+        int read, write;       /* NP_DIR_* */
+        int64_t read_deadline_ns, write_deadline_ns; /* remaining; 0 none; -1 expired */
+        int event_err;
+} np_desc_info;
+
+enum {
+        NP_WATCH_READY = 1,    /* readiness delivered to a wait */
+        NP_WATCH_TIMEOUT = 2,  /* a wait ended by its deadline */
+        NP_WATCH_CLOSING = 3,  /* a wait ended by unblock */
+        NP_WATCH_OPEN = 4,
+        NP_WATCH_CLOSE = 5,
+        NP_WATCH_CONNECT = 6,
+        NP_WATCH_DISCONNECT = 7,
+};
+
+typedef struct np_watch_event {
+        int64_t time_ns;       /* the daemon's CLOCK_MONOTONIC */
+        int kind;              /* NP_WATCH_* */
+        uint64_t client;
+        np_desc desc;          /* open, close and wait outcomes */
+        int mode;              /* wait outcomes: NP_READ or NP_WRITE */
+        uint32_t pid;          /* of the client */
+        char comm[17];
+} np_watch_event;
+
+/* This connection's id, as the daemon's lists name it. */
+uint64_t np_connection_id(np_client *c);
+
+/* The connections this one may see (its own; all for root and the daemon's
+ * admin_users/admin_groups): a malloc'd array the caller frees. */
+int np_list_clients(np_client *c, np_client_info **ret, size_t *ret_n);
+
+/* The descriptors of connection `client` (0: of every connection this one
+ * may see).  -EACCES for another connection's without admin rights. */
+int np_list_descs(np_client *c, uint64_t client, np_desc_info **ret, size_t *ret_n);
+
+/* Subscribes to events of connection `client` (0: every one it may see);
+ * read them with np_watch_read.  -EACCES as np_list_descs. */
+int np_watch(np_client *c, uint64_t client);
+
+/* Like np_poll, over watch events (breaks do not end it). */
+int np_watch_read(np_client *c, int64_t delay_ns, np_watch_event *events, int max);
 
 /* One round trip to the daemon.  Returns 0 or -errno. */
 int np_ping(np_client *c);
 
-/* Fills *ret with the daemon's status.  Returns 0 or -errno. */
+/* Fills *ret with the daemon's status.  Returns 0, -EACCES without admin
+ * rights (root, or the daemon's admin_users/admin_groups), or -errno. */
 int np_status(np_client *c, struct np_status *ret);
 
 /* A static description of an NP_* code (>= 0) or a negative errno. */

@@ -57,12 +57,15 @@ size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, s
         Netpoll__V1__SessionStats stats[CHUNK];
         Netpoll__V1__Reply *rp[CHUNK];
         Netpoll__V1__Event *ep[CHUNK];
+        Netpoll__V1__WatchEvent watches[CHUNK];
+        Netpoll__V1__WatchEvent *wp[CHUNK];
         size_t take = n < CHUNK ? n : CHUNK;
 
         for (;;) {
                 Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
                 m.replies = rp;
                 m.events = ep;
+                m.watch = wp;
                 for (size_t i = 0; i < take; i++) {
                         const Outbound *o = &items[i];
                         if (o->kind == OUT_REPLY) {
@@ -80,7 +83,23 @@ size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, s
                                         r->session = st;
                                 }
                                 r->status = (Netpoll__V1__Status *)o->status;
+                                r->clients = o->clients;
+                                r->n_clients = o->n_clients;
+                                r->descs = o->descs;
+                                r->n_descs = o->n_descs;
+                                r->more = o->more;
                                 rp[m.n_replies++] = r;
+                        } else if (o->kind == OUT_WATCH) {
+                                Netpoll__V1__WatchEvent *w = &watches[m.n_watch];
+                                netpoll__v1__watch_event__init(w);
+                                w->time_ns = (uint64_t)o->time_ns;
+                                w->kind = (Netpoll__V1__WatchKind)o->watch_kind;
+                                w->client = o->client;
+                                w->desc = o->desc;
+                                w->mode = o->mode;
+                                w->pid = o->pid;
+                                w->comm = (char *)(o->comm ? o->comm : "");
+                                wp[m.n_watch++] = w;
                         } else {
                                 Netpoll__V1__Event *e = &events[m.n_events];
                                 netpoll__v1__event__init(e);

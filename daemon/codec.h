@@ -39,6 +39,7 @@ typedef struct Inbound {
 typedef enum OutKind {
         OUT_REPLY = 1,
         OUT_EVENT = 2,
+        OUT_WATCH = 3,
 } OutKind;
 
 typedef struct Outbound {
@@ -52,6 +53,17 @@ typedef struct Outbound {
         bool has_session; /* reply payload of OP_SESSION_STATS: */
         uint64_t descriptors, waiters, timers;
         const Netpoll__V1__Status *status; /* reply payload, or NULL; valid until packed */
+        Netpoll__V1__ClientInfo **clients; /* reply payload: a chunk of a list */
+        size_t n_clients;
+        Netpoll__V1__DescInfo **descs;
+        size_t n_descs;
+        bool more; /* the list goes on in the next reply with this id */
+        /* OUT_WATCH (with desc and mode above): */
+        uint8_t watch_kind; /* Netpoll__V1__WatchKind */
+        uint32_t pid;
+        uint64_t client;
+        int64_t time_ns;
+        const char *comm; /* valid until packed */
 } Outbound;
 
 /* Decodes a datagram.  Returns 0, -EBADMSG (not a ClientMessage, or more

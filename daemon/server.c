@@ -13,6 +13,7 @@
  */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +30,7 @@
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
+#include "admin.h"
 #include "codec.h"
 #include "listener.h"
 #include "log.h"
@@ -156,23 +158,29 @@ static int session_index_alloc(Server *s, uint32_t *ret)
         return 0;
 }
 
+bool server_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups)
+{
+        gid_t list[256];
+        socklen_t len = sizeof(list);
+
+        if (idlist_contains(users, uid) || idlist_contains(groups, gid))
+                return true;
+        if (groups->n && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, list, &len) == 0)
+                for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                        if (idlist_contains(groups, list[i]))
+                                return true;
+        return false;
+}
+
 /* Whether [access] admits a peer: root always; anyone when both allow
  * lists are empty; else a listed uid, primary gid or supplementary gid. */
 static bool server_allows(const Server *s, int fd, uid_t uid, gid_t gid)
 {
         const Config *c = s->config;
-        gid_t groups[256];
-        socklen_t len = sizeof(groups);
 
         if (uid == 0 || (c->allow_users.n == 0 && c->allow_groups.n == 0))
                 return true;
-        if (idlist_contains(&c->allow_users, uid) || idlist_contains(&c->allow_groups, gid))
-                return true;
-        if (c->allow_groups.n && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
-                for (size_t i = 0; i < len / sizeof(gid_t); i++)
-                        if (idlist_contains(&c->allow_groups, groups[i]))
-                                return true;
-        return false;
+        return server_peer_matches(fd, uid, gid, &c->allow_users, &c->allow_groups);
 }
 
 /* Answers a connection that will not be served with one error datagram
@@ -242,6 +250,8 @@ static void server_add_session(Server *s, int fd)
         s->n_sessions++;
         s->stats.accepted++;
         s->ungreeted_possible = true;
+        if (s->n_watchers)
+                admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
 }
 
 static void server_accept(Server *s)
@@ -298,6 +308,9 @@ static void server_reload(Server *s)
                 next.socket_group = cur->socket_group;
                 *cur = next;
                 log_set_level(cur->log_level);
+                for (uint32_t i = 0; i < s->sessions_cap; i++)
+                        if (s->sessions[i] && s->sessions[i]->watching)
+                                s->sessions[i]->watch_admin = admin_is_admin(s->sessions[i]);
                 log_info("configuration reloaded%s%s", s->source.path ? " from " : "",
                          s->source.path ? s->source.path : " (defaults, no --config)");
         }
@@ -350,8 +363,10 @@ static void server_dispatch(Server *s, const struct epoll_event *ev)
                         poller_ack_timer(&s->poller);
                 return;
         case TOKEN_WAKEUP:
-                if (t == token_make(TOKEN_WAKEUP, 0, 0))
+                if (t == token_make(TOKEN_WAKEUP, 0, 0)) {
                         poller_ack_wakeup(&s->poller);
+                        s->stats.breaks++;
+                }
                 return;
         case TOKEN_SIGNALFD:
                 if (t == token_make(TOKEN_SIGNALFD, 0, 0))
@@ -506,6 +521,33 @@ const Netpoll__V1__Status *server_status(Server *s)
         st->protocol_errors = s->stats.protocol_errors;
         st->slots_in_use = s->cache.in_use;
         st->slots_allocated = pollcache_allocated(&s->cache);
+        st->breaks = s->stats.breaks;
+        st->accepted = s->stats.accepted;
+        st->max_connections = s->config->max_connections;
+        st->max_connections_per_uid = s->config->max_connections_per_uid;
+        st->max_descriptors = s->config->max_descriptors;
+        st->max_output_bytes = s->config->max_output_bytes;
+        st->handshake_timeout_ns = (uint64_t)s->config->handshake_timeout_ns;
+
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                st->fd_limit = rl.rlim_cur;
+        long pages = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "re");
+        if (f) {
+                if (fscanf(f, "%ld %ld", &pages, &resident) == 2)
+                        st->rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+                fclose(f);
+        }
+        DIR *d = opendir("/proc/self/fd");
+        if (d) {
+                struct dirent *e;
+                uint64_t n = 0;
+                while ((e = readdir(d)))
+                        n += e->d_name[0] != '.';
+                closedir(d);
+                st->open_fds = n - 1; /* the DIR's own */
+        }
         return st;
 }
 

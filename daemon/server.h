@@ -25,6 +25,7 @@ typedef struct ServerStats {
         uint64_t timeouts;        /* timeout outcomes delivered */
         uint64_t protocol_errors; /* connections dropped for bad traffic */
         uint64_t accepted;
+        uint64_t breaks; /* wakeups through the loop's eventfd */
 } ServerStats;
 
 /* Where the configuration came from, so SIGHUP can read it again. */
@@ -68,6 +69,7 @@ typedef struct Server {
         ServerStats stats;
         bool stopping;
         bool ungreeted_possible; /* a connection may still owe its hello */
+        uint32_t n_watchers;     /* connections subscribed with OP_WATCH */
 } Server;
 
 /* Sets up everything but the listener.  Returns 0 or -errno. */
@@ -90,6 +92,10 @@ void server_done(Server *s);
 
 /* Refreshes and returns s->status. */
 const Netpoll__V1__Status *server_status(Server *s);
+
+/* Whether a peer (fd borrowed; uid and gid from SO_PEERCRED) is one of
+ * users, has its primary gid in groups, or a supplementary one. */
+bool server_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups);
 
 /* Schedules sess to be flushed at the end of this loop turn. */
 void server_mark_dirty(Server *s, Session *sess);

@@ -38,6 +38,7 @@
 #include "../common/cleanup.h"
 #include "../common/clock.h"
 #include "../common/fdutil.h"
+#include "admin.h"
 #include "log.h"
 #include "pollcache.h"
 #include "server.h"
@@ -109,10 +110,35 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         return 0;
 }
 
+void session_hold(Session *s, void *p)
+{
+        if (s->n_held == s->cap_held) {
+                size_t cap = s->cap_held ? s->cap_held * 2 : 8;
+                void **held = realloc(s->held, cap * sizeof(*held));
+                if (!held) {
+                        free(p);
+                        s->broken = true;
+                        return;
+                }
+                s->held = held;
+                s->cap_held = cap;
+        }
+        s->held[s->n_held++] = p;
+}
+
+static void session_release_held(Session *s)
+{
+        for (size_t i = 0; i < s->n_held; i++)
+                free(s->held[i]);
+        s->n_held = 0;
+}
+
 void session_free(Session *s)
 {
         if (!s)
                 return;
+        session_release_held(s);
+        free(s->held);
         free(s->out);
         free(s->queue);
         free(s);
@@ -123,7 +149,7 @@ void session_free(Session *s)
  * broken and closed at flush time, not here: this runs inside pollops
  * callbacks, which must not see their descriptor freed under them.
  */
-static void out_push(Session *s, const Outbound *o)
+void session_push(Session *s, const Outbound *o)
 {
         server_mark_dirty(s->server, s);
         if (s->n_out == s->cap_out) {
@@ -146,7 +172,7 @@ static void reply(Session *s, const NpRequest *q, int32_t result)
                         s->quiet_errors++;
                 return;
         }
-        out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
+        session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
 }
 
 void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int result)
@@ -160,6 +186,13 @@ void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int resu
                 s->server->stats.events++;
         else if (result == POLL_ERR_TIMEOUT)
                 s->server->stats.timeouts++;
+        if (s->server->n_watchers) {
+                int kind = result == POLL_NO_ERROR    ? NETPOLL__V1__WATCH_KIND__WATCH_READY
+                           : result == POLL_ERR_TIMEOUT ? NETPOLL__V1__WATCH_KIND__WATCH_TIMEOUT
+                           : result == POLL_ERR_CLOSING ? NETPOLL__V1__WATCH_KIND__WATCH_CLOSING
+                                                        : NETPOLL__V1__WATCH_KIND__WATCH_READY;
+                admin_watch(s->server, kind, s, pollcache_token(slot), mode);
+        }
         if (waiter.kind == POLL_WAIT_ARM) {
                 o.kind = OUT_EVENT;
                 o.desc = pollcache_token(slot);
@@ -169,7 +202,7 @@ void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int resu
                 o.kind = OUT_REPLY;
                 o.id = waiter.req;
         }
-        out_push(s, &o);
+        session_push(s, &o);
 }
 
 /* The caller's descriptor, or NULL if the id is not one of this session's. */
@@ -245,6 +278,8 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         }
         desc_link(s, slot);
         *ret_desc = pollcache_token(slot);
+        if (srv->n_watchers)
+                admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
         return 0;
 }
 
@@ -254,6 +289,9 @@ static int op_close(Session *s, PollSlot *slot)
 
         if (r < 0)
                 return r;
+        if (s->server->n_watchers)
+                admin_watch(s->server, NETPOLL__V1__WATCH_KIND__WATCH_CLOSE, s,
+                            pollcache_token(slot), 0);
         desc_destroy(s, slot);
         return 0;
 }
@@ -279,7 +317,7 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 r = fd_error ? fd_error : op_open(s, q, *fd, &desc);
                 if (r == 0)
                         *fd = -1; /* the slot owns it now */
-                out_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
+                session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
                                          .desc = desc });
                 return;
         }
@@ -290,7 +328,7 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 reply(s, q, 0);
                 return;
         case NETPOLL__V1__OP__OP_SESSION_STATS:
-                out_push(s, &(Outbound){ .kind = OUT_REPLY,
+                session_push(s, &(Outbound){ .kind = OUT_REPLY,
                                          .id = q->id,
                                          .has_session = true,
                                          .descriptors = s->owner.descriptors,
@@ -298,9 +336,10 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                                          .timers = s->owner.timers });
                 return;
         case NETPOLL__V1__OP__OP_STATUS:
-                out_push(s, &(Outbound){ .kind = OUT_REPLY,
-                                         .id = q->id,
-                                         .status = server_status(srv) });
+        case NETPOLL__V1__OP__OP_LIST_CLIENTS:
+        case NETPOLL__V1__OP__OP_LIST_DESCS:
+        case NETPOLL__V1__OP__OP_WATCH:
+                admin_handle(s, q);
                 return;
         case NETPOLL__V1__OP__OP_CLOSE:
         case NETPOLL__V1__OP__OP_UNBLOCK:
@@ -346,7 +385,7 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 r = pollops_wait(ops, pd, q->mode, POLL_WAIT_ARM, q->id);
                 reply(s, q, r < 0 ? r : 0);
                 if (r >= 0 && r != POLL_PARKED)
-                        out_push(s, &(Outbound){ .kind = OUT_EVENT, .desc = q->desc,
+                        session_push(s, &(Outbound){ .kind = OUT_EVENT, .desc = q->desc,
                                                  .user = pd->user, .mode = q->mode,
                                                  .result = r });
                 return;
@@ -639,6 +678,7 @@ void session_flush(Session *s)
                         return;
         }
         s->n_out = 0;
+        session_release_held(s);
         if (blocked)
                 set_want_out(s, true);
 }
@@ -673,6 +713,12 @@ void session_close(Session *s, const char *why)
 
         if (s->dead)
                 return;
+        if (s->watching) {
+                s->watching = false;
+                srv->n_watchers--;
+        }
+        if (srv->n_watchers && s->greeted)
+                admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
         s->dead = true;
         if (why)
                 log_debug("client %" PRIu64 " (pid %d, %s): %s", s->id, (int)s->pid, s->comm,

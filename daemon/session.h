@@ -31,6 +31,9 @@ struct Session {
         bool broken; /* out of memory: closed at the next flush */
         bool dirty;
         bool want_out; /* EPOLLOUT requested: the socket was full */
+        bool watching; /* OP_WATCH subscriber */
+        uint64_t watch_client; /* 0: every connection it may see */
+        bool watch_admin;      /* may see every connection's events */
 
         PollOwner owner;
         uint32_t desc_head; /* owned slots, linked through PollSlot next/prev */
@@ -39,6 +42,8 @@ struct Session {
         size_t n_out, cap_out;
         uint8_t *queue; /* packed datagrams the socket did not take */
         size_t queue_len, queue_cap;
+        void **held; /* list payloads referenced by out, freed after flush */
+        size_t n_held, cap_held;
 
         uint64_t requests;
         uint64_t quiet_errors; /* pipelined requests that failed (client races) */
@@ -55,6 +60,14 @@ void session_free(Session *s);
 
 /* Handles EPOLLIN/EPOLLOUT/EPOLLHUP on the connection. */
 void session_dispatch(Session *s, uint32_t events);
+
+/* Queues a reply, event or watch event for this turn's flush.  Never
+ * closes the session itself (it may run inside pollops): on allocation
+ * failure it marks it broken and the flush closes it. */
+void session_push(Session *s, const Outbound *o);
+
+/* Keeps p (malloc'd) alive until this turn's flush, then frees it. */
+void session_hold(Session *s, void *p);
 
 /* Sends what this turn queued.  May close the session. */
 void session_flush(Session *s);

@@ -19,6 +19,8 @@ Suite *suite_codec(void);
 Suite *suite_config(void);
 Suite *suite_api(void);
 Suite *suite_daemon(void);
+Suite *suite_pollctl(void);
+Suite *suite_ops(void);
 
 /* Number of open fds of this process (/proc/self/fd). */
 int fd_count(void);

@@ -1,0 +1,30 @@
+/*
+ * Introspection requests (OP_STATUS, OP_LIST_CLIENTS, OP_LIST_DESCS,
+ * OP_WATCH) and the watch stream.  Any client may see its own connection
+ * and descriptors; root and the users and groups named by [access]
+ * admin_users / admin_groups may see everything; everything else is
+ * answered -EACCES.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+typedef struct Server Server;
+typedef struct Session Session;
+
+/* Whether the request is an introspection one admin_handle answers. */
+bool admin_request(int op);
+
+/* Answers an introspection request. */
+void admin_handle(Session *s, const NpRequest *q);
+
+/* Whether s may see every connection (checked against the configuration
+ * in force, so a reload applies at once). */
+bool admin_is_admin(const Session *s);
+
+/* Sends a watch event about connection `about` (and desc/mode where they
+ * apply) to every watching connection that may see it. */
+void admin_watch(Server *srv, int kind, const Session *about, uint64_t desc, int mode);
