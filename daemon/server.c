@@ -495,6 +495,39 @@ int server_run(Server *s)
         return 0;
 }
 
+const char *server_verify(const Server *s)
+{
+        uint64_t descriptors = 0, timers = 0;
+
+        if (!timers_verify(&s->timers))
+                return "timer heap order or back-indexes broken";
+        for (uint32_t i = 0; i < s->sessions_cap; i++) {
+                const Session *sess = s->sessions[i];
+                uint64_t listed = 0, parked = 0;
+                if (!sess)
+                        continue;
+                for (PollSlot *slot = pollcache_slot(&s->cache, sess->desc_head); slot;
+                     slot = pollcache_slot(&s->cache, slot->next)) {
+                        if (!pollcache_slot_in_use(slot) || slot->pd.owner != &sess->owner)
+                                return "a connection lists a descriptor it does not own";
+                        if (++listed > s->cache.in_use)
+                                return "a connection's descriptor list loops";
+                        parked += pollops_parked(&slot->pd);
+                }
+                if (listed != sess->owner.descriptors)
+                        return "descriptor count differs from the connection's list";
+                if (parked > sess->owner.waiters)
+                        return "more parked waits than counted waiters";
+                descriptors += sess->owner.descriptors;
+                timers += sess->owner.timers;
+        }
+        if (descriptors != s->cache.in_use)
+                return "pollcache slots in use differ from the connections' descriptors";
+        if (timers != s->timers.n)
+                return "armed timers differ from the connections' timer counts";
+        return NULL;
+}
+
 const Netpoll__V1__Status *server_status(Server *s)
 {
         Netpoll__V1__Status *st = &s->status;

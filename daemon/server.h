@@ -90,6 +90,11 @@ int server_run(Server *s);
 /* Ends every connection, removes the socket file, frees everything. */
 void server_done(Server *s);
 
+/* Checks the cross-module invariants (pollcache vs connections, timer heap
+ * vs timer counts, descriptor lists).  NULL when they hold, else what broke.
+ * For tests and fuzzers; O(descriptors). */
+const char *server_verify(const Server *s);
+
 /* Refreshes and returns s->status. */
 const Netpoll__V1__Status *server_status(Server *s);
 

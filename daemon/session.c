@@ -485,6 +485,33 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
         close_fds(fds, nfds); /* those no open took over */
 }
 
+void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t nfds, bool emfile)
+{
+        Server *srv = s->server;
+        Inbound in;
+        int r = codec_decode(&srv->arena, buf, len, &in);
+
+        if (r < 0) {
+                arena_reset(&srv->arena);
+                close_fds(fds, nfds);
+                protocol_error(s, r == -E2BIG ? "too many requests in one datagram"
+                                              : "undecodable datagram");
+                return;
+        }
+        if (!s->greeted) {
+                close_fds(fds, nfds);
+                if (nfds)
+                        protocol_error(s, "fds on the hello");
+                else
+                        session_greet(s, &in);
+        } else if (in.hello) {
+                close_fds(fds, nfds);
+                protocol_error(s, "second hello");
+        } else
+                session_process(s, &in, fds, nfds, emfile);
+        arena_reset(&srv->arena);
+}
+
 /* Receives and handles one datagram.  Returns 1 if one was handled, 0 when
  * the socket is empty, -1 when the session ended. */
 static int session_recv_one(Session *s)
@@ -543,27 +570,7 @@ static int session_recv_one(Session *s)
                 protocol_error(s, "datagram larger than 64 KiB");
                 return -1;
         }
-        Inbound in;
-        int r = codec_decode(&srv->arena, srv->rbuf, (size_t)n, &in);
-        if (r < 0) {
-                arena_reset(&srv->arena);
-                close_fds(fds, nfds);
-                protocol_error(s, r == -E2BIG ? "too many requests in one datagram"
-                                              : "undecodable datagram");
-                return -1;
-        }
-        if (!s->greeted) {
-                close_fds(fds, nfds);
-                if (nfds)
-                        protocol_error(s, "fds on the hello");
-                else
-                        session_greet(s, &in);
-        } else if (in.hello) {
-                close_fds(fds, nfds);
-                protocol_error(s, "second hello");
-        } else
-                session_process(s, &in, fds, nfds, emfile);
-        arena_reset(&srv->arena);
+        session_feed(s, srv->rbuf, (size_t)n, fds, nfds, emfile);
         return s->dead ? -1 : 1;
 }
 

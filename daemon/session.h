@@ -58,6 +58,14 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret);
 /* Frees a session that session_close() has already torn down. */
 void session_free(Session *s);
 
+/*
+ * Handles one received datagram (len bytes at buf) and the fds that came
+ * with it (consumed: each is taken over or closed).  emfile: the daemon ran
+ * out of fds receiving it, so its fd-taking requests fail with -EMFILE.
+ * session_dispatch calls it for every datagram; fuzzers call it directly.
+ */
+void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t nfds, bool emfile);
+
 /* Handles EPOLLIN/EPOLLOUT/EPOLLHUP on the connection. */
 void session_dispatch(Session *s, uint32_t events);
 
