@@ -232,4 +232,9 @@ uninstall:
 clean:
 	rm -rf $(B) run
 
+# Benchmarks, fuzzing, sanitizer and fault-test targets live beside their sources.
+-include tests/bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include tests/faults/faults.mk
+
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -21,6 +21,7 @@ Suite *suite_api(void);
 Suite *suite_daemon(void);
 Suite *suite_pollctl(void);
 Suite *suite_ops(void);
+Suite *suite_fuzzcorpus(void);
 
 /* Number of open fds of this process (/proc/self/fd). */
 int fd_count(void);
