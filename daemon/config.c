@@ -27,6 +27,7 @@ typedef struct Parse {
         FILE *f;
         int line; /* of the line inih is handling (Debian's inih passes none) */
         bool line_done;
+        int err_line; /* of the first key error, 0: none */
 } Parse;
 
 int config_init(Config *c)
@@ -93,6 +94,7 @@ static int fail(Parse *p, const char *key, const char *fmt, const char *value)
                 return 0;
         snprintf(msg, sizeof(msg), fmt, value);
         snprintf(p->err, p->errlen, "%s:%d: %s: %s", p->path, p->line, key, msg);
+        p->err_line = p->line;
         return 0;
 }
 
@@ -289,7 +291,9 @@ int config_load(Config *c, const char *path, char *err, size_t errlen)
         int line = ini_parse_stream(read_line, &p, on_key, &p);
         fclose(f);
         if (line != 0) {
-                if (!err[0])
+                /* inih returns the first bad line, syntax or key; a syntax
+                 * error before the first key error is the one to report. */
+                if (!p.err_line || line < p.err_line)
                         snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
                                  path, line);
                 config_done(&p.cfg);
@@ -308,10 +312,29 @@ static void print_ids(FILE *f, const char *name, const IdList *l)
         fputc('\n', f);
 }
 
+/* A duration in the largest unit that states it exactly, so the printed
+ * configuration reads back to the same value. */
+static void format_duration(char *buf, size_t len, int64_t ns)
+{
+        static const struct {
+                const char *unit;
+                int64_t mult;
+        } units[] = { { "h", INT64_C(3600000000000) }, { "m", INT64_C(60000000000) },
+                      { "s", 1000000000 },           { "ms", 1000000 },
+                      { "us", 1000 },                { "ns", 1 } };
+
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                if (ns % units[i].mult == 0) {
+                        snprintf(buf, len, "%" PRId64 "%s", ns / units[i].mult, units[i].unit);
+                        return;
+                }
+}
+
 void config_print(const Config *c, FILE *f)
 {
-        int64_t ms = c->handshake_timeout_ns / 1000000;
+        char timeout[32];
 
+        format_duration(timeout, sizeof(timeout), c->handshake_timeout_ns);
         fprintf(f, "[daemon]\nsocket_path = %s\nsocket_mode = %04o\n", c->socket_path,
                 c->socket_mode);
         if (c->socket_group >= 0)
@@ -319,9 +342,9 @@ void config_print(const Config *c, FILE *f)
         fprintf(f,
                 "\n[limits]\nmax_connections = %u\nmax_connections_per_uid = %u\n"
                 "max_descriptors_per_connection = %u\nmax_output_bytes = %u\n"
-                "handshake_timeout = %" PRId64 "ms\n\n[access]\n",
+                "handshake_timeout = %s\n\n[access]\n",
                 c->max_connections, c->max_connections_per_uid, c->max_descriptors,
-                c->max_output_bytes, ms);
+                c->max_output_bytes, timeout);
         print_ids(f, "allow_users", &c->allow_users);
         print_ids(f, "allow_groups", &c->allow_groups);
         print_ids(f, "admin_users", &c->admin_users);
