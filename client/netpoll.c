@@ -491,6 +491,12 @@ static int handshake(np_client *c)
         if (r == 0)
                 return -ETIMEDOUT;
         r = wire_recv(c->sock, c->rbuf, &c->arena, 0, &w);
+        /* A daemon that refuses us sends its reason and closes without
+         * reading our hello; the kernel then reports ECONNRESET ahead of
+         * the reason still queued: read once more to get it. */
+        if (r == -ECONNRESET &&
+            wire_recv(c->sock, c->rbuf, &c->arena, MSG_DONTWAIT, &w) > 0 && w->error)
+                return w->error;
         if (r < 0)
                 return r;
         if (w->error)

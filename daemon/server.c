@@ -190,6 +190,9 @@ static void server_refuse(Server *s, int fd, int error)
         size_t len = codec_encode_error(s->wbuf, error);
 
         (void)!send(fd, s->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        /* Read the hello if it is already there: closing with unread data
+         * makes the kernel reset the connection ahead of our reason. */
+        (void)!recv(fd, s->rbuf, NP_MAX_MESSAGE_BYTES, MSG_DONTWAIT);
         safe_close(fd);
 }
 
