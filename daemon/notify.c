@@ -32,13 +32,18 @@ int64_t notify_next(const Notify *n)
         return next;
 }
 
+bool notify_status_due(const Notify *n, int64_t now)
+{
+        return n->enabled && now >= n->next_status;
+}
+
 void notify_tick(Notify *n, int64_t now, const char *status)
 {
         if (n->watchdog_ns && now >= n->next_watchdog) {
                 sd_notify(0, "WATCHDOG=1");
                 n->next_watchdog = now + n->watchdog_ns;
         }
-        if (n->enabled && now >= n->next_status) {
+        if (notify_status_due(n, now)) {
                 if (strcmp(status, n->last_status) != 0) {
                         char msg[300];
                         snprintf(msg, sizeof(msg), "STATUS=%s", status);

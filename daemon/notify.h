@@ -22,6 +22,9 @@ void notify_init(Notify *n);
 /* The next time notify_tick wants to run (INT64_MAX: never). */
 int64_t notify_next(const Notify *n);
 
+/* Whether notify_tick would send a STATUS= now (so the caller builds it). */
+bool notify_status_due(const Notify *n, int64_t now);
+
 /* Sends WATCHDOG=1 when due, and STATUS=status when due and changed. */
 void notify_tick(Notify *n, int64_t now, const char *status);
 

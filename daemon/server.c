@@ -412,14 +412,18 @@ static void server_free_dead(Server *s)
         }
 }
 
-/* One line for systemd's STATUS=. */
-static void server_status_line(Server *s, char *buf, size_t len)
+/* One line for systemd's STATUS=, from counters only (no /proc reads). */
+static void server_status_line(const Server *s, char *buf, size_t len)
 {
-        const Netpoll__V1__Status *st = server_status(s);
+        uint64_t descriptors = 0, waiters = 0;
 
-        snprintf(buf, len, "%" PRIu64 " connections, %" PRIu64 " descriptors, %" PRIu64
-                 " waiters",
-                 st->connections, st->descriptors, st->waiters);
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i]) {
+                        descriptors += s->sessions[i]->owner.descriptors;
+                        waiters += s->sessions[i]->owner.waiters;
+                }
+        snprintf(buf, len, "%u connections, %" PRIu64 " descriptors, %" PRIu64 " waiters",
+                 s->n_sessions, descriptors, waiters);
 }
 
 /* Ends connections that did not say hello in time; returns when the next
@@ -449,9 +453,11 @@ static int64_t server_sweep_handshakes(Server *s, int64_t now)
 static int server_housekeeping(Server *s)
 {
         int64_t now = now_ns();
-        char status[128];
+        char status[128] = "";
 
-        server_status_line(s, status, sizeof(status));
+        /* Only when a STATUS= is due: this runs on every loop turn. */
+        if (notify_status_due(&s->notify, now))
+                server_status_line(s, status, sizeof(status));
         notify_tick(&s->notify, now, status);
         int64_t next = notify_next(&s->notify);
         if (s->ungreeted_possible) {

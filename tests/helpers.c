@@ -147,6 +147,8 @@ void test_daemon_start(TestDaemon *d, const char *const *extra_args, int nofile,
                 unsetenv("LISTEN_FDS");
                 unsetenv("LISTEN_PID");
                 unsetenv("NOTIFY_SOCKET");
+                /* Only stdio: no fd of Check's or of the outer shell. */
+                close_range(3, ~0U, 0);
                 execv(argv[0], (char *const *)argv);
                 _exit(127);
         }
