@@ -59,6 +59,7 @@ static int pollcache_grow(PollCache *c)
                 s->pd.fd = -1;
                 timer_init(&s->pd.rt.node);
                 timer_init(&s->pd.wt.node);
+                s->pd.wt.is_write = true;
                 s->next = c->free_head;
                 s->prev = POLLCACHE_NONE;
                 c->free_head = s->index;

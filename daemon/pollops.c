@@ -34,19 +34,23 @@ static PollSem *sem_of(PollDesc *pd, int mode)
 static void timer_arm(PollOps *ops, PollDesc *pd, PollTimer *pt, int64_t when, PollTimerFn fn,
                       uint32_t seq)
 {
-        if (!timer_armed(&pt->node))
+        if (!pt->counted) {
                 pd->owner->timers++;
+                pt->counted = true;
+        }
         pt->fn = fn;
         pt->seq = seq;
         timers_arm(ops->timers, &pt->node, when);
 }
 
-/* deltimer and "f = nil". */
+/* deltimer and "f = nil".  A timer already popped but not yet run stays
+ * out of the heap and does nothing when it runs (its seq was bumped). */
 static void timer_clear(PollOps *ops, PollDesc *pd, PollTimer *pt)
 {
-        if (timer_armed(&pt->node)) {
-                timers_disarm(ops->timers, &pt->node);
+        timers_disarm(ops->timers, &pt->node);
+        if (pt->counted) {
                 pd->owner->timers--;
+                pt->counted = false;
         }
         pt->fn = POLL_TIMER_NONE;
 }
@@ -118,6 +122,9 @@ void pollops_open(PollOps *ops, PollDesc *pd, PollOwner *owner, int fd, uint64_t
         if (!timer_armed(&pd->wt.node))
                 timer_init(&pd->wt.node);
         pd->rt.fn = pd->wt.fn = POLL_TIMER_NONE;
+        pd->rt.is_write = false;
+        pd->wt.is_write = true;
+        pd->rt.counted = pd->wt.counted = false;
         owner->descriptors++;
 }
 
@@ -271,14 +278,20 @@ void pollops_ready(PollOps *ops, PollDesc *pd, uint32_t events)
 void pollops_timer_fire(PollOps *ops, Timer *t)
 {
         PollTimer *pt = container_of(t, PollTimer, node);
-        bool read = pt->fn == POLL_TIMER_READ || pt->fn == POLL_TIMER_BOTH;
-        bool write = pt->fn == POLL_TIMER_WRITE || pt->fn == POLL_TIMER_BOTH;
-        PollDesc *pd = read ? container_of(pt, PollDesc, rt) : container_of(pt, PollDesc, wt);
+        /* Which descriptor, from the node's fixed identity, never from its
+         * current function: that may have changed since the pop. */
+        PollDesc *pd = pt->is_write ? container_of(pt, PollDesc, wt) : container_of(pt, PollDesc, rt);
 
         /* The node has left the heap; fn stays set, as rt.f does in Go. */
-        pd->owner->timers--;
-        if (pt->seq != (read ? pd->rseq : pd->wseq))
+        if (pt->counted) {
+                pd->owner->timers--;
+                pt->counted = false;
+        }
+        if (pt->seq != (pt->is_write ? pd->wseq : pd->rseq))
                 return; /* descriptor reused or timers reset */
+        /* The seq matches, so fn is the one the timer was armed with. */
+        bool read = pt->fn == POLL_TIMER_READ || pt->fn == POLL_TIMER_BOTH;
+        bool write = pt->fn == POLL_TIMER_WRITE || pt->fn == POLL_TIMER_BOTH;
         if (read) {
                 if (pd->rd <= 0)
                         return; /* inconsistent read deadline: ignore */

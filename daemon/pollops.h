@@ -62,8 +62,10 @@ typedef enum PollTimerFn {
 
 typedef struct PollTimer {
         Timer node;
-        uint32_t seq; /* rseq / wseq when armed */
-        uint8_t fn;   /* PollTimerFn */
+        uint32_t seq;     /* rseq / wseq when armed */
+        uint8_t fn;       /* PollTimerFn */
+        uint8_t is_write; /* fixed: this is the descriptor's wt (else rt) */
+        uint8_t counted;  /* counted in owner->timers: armed, or popped and not yet run */
 } PollTimer;
 
 /* Per-connection counters, and the owner identity of a descriptor. */
@@ -135,7 +137,11 @@ int pollops_unblock(PollOps *ops, PollDesc *pd);
  * rule, then netpollready). */
 void pollops_ready(PollOps *ops, PollDesc *pd, uint32_t events);
 
-/* Runs a due timer popped from ops->timers (netpolldeadlineimpl). */
+/* Runs a due timer popped from ops->timers (netpolldeadlineimpl).  Safe
+ * however the descriptor changed after the pop: a timer whose descriptor
+ * was reset, unblocked, released or reused since it was armed does nothing
+ * (its seq no longer matches), and the timer count it was charged to is
+ * released exactly once. */
 void pollops_timer_fire(PollOps *ops, Timer *t);
 
 /* Number of parked waiters on pd (0..2). */
