@@ -211,8 +211,8 @@ static void list_descs(Session *s, const NpRequest *q)
                 Session *o = srv->sessions[i];
                 if (!o || !(want ? o->id == want : may_see(s, o)))
                         continue;
-                for (PollSlot *slot = pollcache_slot(c, o->desc_head); slot && k < n;
-                     slot = pollcache_slot(c, slot->next)) {
+                uint32_t iter = 0;
+                for (PollSlot *slot; k < n && (slot = pollcache_next_owned(c, &o->owner, &iter));) {
                         const PollDesc *pd = &slot->pd;
                         Netpoll__V1__DescInfo *di = v[k++];
                         netpoll__v1__desc_info__init(di);

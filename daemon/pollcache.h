@@ -14,12 +14,11 @@
 
 #define POLLCACHE_NONE UINT32_MAX
 
+/* 128 bytes: what the daemon spends per registered descriptor. */
 typedef struct PollSlot {
-        PollDesc pd;
+        PollDesc pd; /* pd.user links the free list while the slot is free */
         uint32_t index;
-        uint32_t gen;  /* odd while allocated, even while free: never 0 when in use */
-        uint32_t next; /* free list, or the owner's list while allocated */
-        uint32_t prev; /* the owner's list */
+        uint32_t gen; /* odd while allocated, even while free: never 0 when in use */
 } PollSlot;
 
 typedef struct PollCache {
@@ -43,6 +42,11 @@ void pollcache_free(PollCache *c, PollSlot *s);
 
 /* The slot a TOKEN_DESC token names, or NULL if stale or out of range. */
 PollSlot *pollcache_lookup(const PollCache *c, uint64_t token);
+
+/* Walks the allocated slots owned by owner: start with *iter = 0; returns
+ * the next one, or NULL at the end.  The returned slot may be freed before
+ * the next call.  O(slots allocated) per full walk. */
+PollSlot *pollcache_next_owned(const PollCache *c, const PollOwner *owner, uint32_t *iter);
 
 /* The slot at index (allocated or not), or NULL past the end. */
 PollSlot *pollcache_slot(const PollCache *c, uint32_t index);

@@ -46,7 +46,8 @@ typedef enum PollWaitKind {
         POLL_WAIT_ARM = 3,
 } PollWaitKind;
 
-typedef struct PollSem {
+/* Packed: 10 bytes instead of 16, two per descriptor. */
+typedef struct __attribute__((packed)) PollSem {
         uint8_t state; /* PollSemState */
         uint8_t kind;  /* PollWaitKind of the parked waiter */
         uint64_t req;  /* caller's id of the parked request */
@@ -75,16 +76,17 @@ typedef struct PollOwner {
         uint64_t timers;  /* armed deadline timers */
 } PollOwner;
 
+/* Laid out to fit with the pollcache's slot header in 128 bytes. */
 typedef struct PollDesc {
         PollOwner *owner; /* NULL while the slot is free */
-        uint64_t user;
+        uint64_t user;    /* while free: the pollcache's free-list link */
+        int64_t rd, wd;
+        PollTimer rt, wt;
+        uint32_t rseq, wseq;
         int fd;
+        PollSem rg, wg;
         bool closing;
         bool event_err;
-        int64_t rd, wd;
-        uint32_t rseq, wseq;
-        PollTimer rt, wt;
-        PollSem rg, wg;
 } PollDesc;
 
 typedef struct PollOps PollOps;

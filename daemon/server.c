@@ -515,16 +515,13 @@ const char *server_verify(const Server *s)
                 uint64_t listed = 0, parked = 0;
                 if (!sess)
                         continue;
-                for (PollSlot *slot = pollcache_slot(&s->cache, sess->desc_head); slot;
-                     slot = pollcache_slot(&s->cache, slot->next)) {
-                        if (!pollcache_slot_in_use(slot) || slot->pd.owner != &sess->owner)
-                                return "a connection lists a descriptor it does not own";
-                        if (++listed > s->cache.in_use)
-                                return "a connection's descriptor list loops";
+                uint32_t iter = 0;
+                for (PollSlot *slot; (slot = pollcache_next_owned(&s->cache, &sess->owner, &iter));) {
+                        listed++;
                         parked += pollops_parked(&slot->pd);
                 }
                 if (listed != sess->owner.descriptors)
-                        return "descriptor count differs from the connection's list";
+                        return "descriptor count differs from the slots the connection owns";
                 if (parked > sess->owner.waiters)
                         return "more parked waits than counted waiters";
                 descriptors += sess->owner.descriptors;

@@ -19,9 +19,9 @@
  * count is dropped only once the datagram carrying it has been sent
  * (golang/go#60782).
  *
- * Every descriptor a session registers is on its list, so a client that
- * goes away, however it goes, has each one unregistered from epoll before
- * the daemon's copy is closed, and its waits and timers dropped.
+ * Every descriptor a session registers is owned by it (pd.owner), so a
+ * client that goes away, however it goes, has each one unregistered from
+ * epoll before the daemon's copy is closed, and its waits and timers dropped.
  */
 #include "session.h"
 
@@ -97,7 +97,6 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->index = index;
         s->fd = fd;
         s->id = ++server->next_connection_id;
-        s->desc_head = POLLCACHE_NONE;
         s->connected_ns = now_ns();
         read_peer(s);
         r = poller_add(&server->poller, fd, EPOLLIN, session_token(s));
@@ -213,36 +212,11 @@ static PollSlot *session_desc(Session *s, uint64_t desc)
         return slot && slot->pd.owner == &s->owner ? slot : NULL;
 }
 
-static void desc_link(Session *s, PollSlot *slot)
-{
-        PollSlot *head = pollcache_slot(&s->server->cache, s->desc_head);
-
-        slot->prev = POLLCACHE_NONE;
-        slot->next = s->desc_head;
-        if (head)
-                head->prev = slot->index;
-        s->desc_head = slot->index;
-}
-
-static void desc_unlink(Session *s, PollSlot *slot)
-{
-        PollCache *c = &s->server->cache;
-        PollSlot *prev = pollcache_slot(c, slot->prev), *next = pollcache_slot(c, slot->next);
-
-        if (prev)
-                prev->next = slot->next;
-        else
-                s->desc_head = slot->next;
-        if (next)
-                next->prev = slot->prev;
-}
-
 /* Unregisters, closes the daemon's copy and frees the slot. */
 static void desc_destroy(Session *s, PollSlot *slot)
 {
         Server *srv = s->server;
 
-        desc_unlink(s, slot);
         poller_del(&srv->poller, slot->pd.fd);
         safe_close(slot->pd.fd);
         pollcache_free(&srv->cache, slot);
@@ -276,7 +250,6 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 pollcache_free(&srv->cache, slot);
                 return r;
         }
-        desc_link(s, slot);
         *ret_desc = pollcache_token(slot);
         if (srv->n_watchers)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
@@ -705,10 +678,9 @@ void session_dispatch(Session *s, uint32_t events)
 
 void session_unblock_all(Session *s)
 {
-        PollCache *c = &s->server->cache;
+        uint32_t iter = 0;
 
-        for (PollSlot *slot = pollcache_slot(c, s->desc_head); slot;
-             slot = pollcache_slot(c, slot->next))
+        for (PollSlot *slot; (slot = pollcache_next_owned(&s->server->cache, &s->owner, &iter));)
                 if (!slot->pd.closing)
                         pollops_unblock(&s->server->ops, &slot->pd);
 }
@@ -730,7 +702,10 @@ void session_close(Session *s, const char *why)
         if (why)
                 log_debug("client %" PRIu64 " (pid %d, %s): %s", s->id, (int)s->pid, s->comm,
                           why);
-        for (PollSlot *slot; (slot = pollcache_slot(c, s->desc_head));) {
+        /* A walk of the whole cache, but only on disconnect: it saves every
+         * descriptor the two links an owner list would cost. */
+        uint32_t iter = 0;
+        for (PollSlot *slot; s->owner.descriptors && (slot = pollcache_next_owned(c, &s->owner, &iter));) {
                 pollops_release(&srv->ops, &slot->pd);
                 desc_destroy(s, slot);
         }

@@ -35,8 +35,7 @@ struct Session {
         uint64_t watch_client; /* 0: every connection it may see */
         bool watch_admin;      /* may see every connection's events */
 
-        PollOwner owner;
-        uint32_t desc_head; /* owned slots, linked through PollSlot next/prev */
+        PollOwner owner; /* its descriptors are the slots with pd.owner == &owner */
 
         Outbound *out; /* replies and events of this turn */
         size_t n_out, cap_out;

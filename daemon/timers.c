@@ -16,11 +16,18 @@
 
 #define ARITY 4
 
+/*
+ * Deadline first; among equal deadlines the earlier armed.  The arm
+ * sequence is 32 bits (it keeps Timer at 16 bytes, which matters per
+ * descriptor) and compared as a wrapping difference, exact while timers of
+ * one deadline were armed fewer than 2^31 arms apart; beyond that only the
+ * order among those equal deadlines could change, never the deadlines.
+ */
 static bool timer_less(const Timer *a, const Timer *b)
 {
         if (a->when != b->when)
                 return a->when < b->when;
-        return a->order < b->order;
+        return (int32_t)(a->order - b->order) < 0;
 }
 
 static void heap_set(Timers *ts, uint32_t i, Timer *t)

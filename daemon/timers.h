@@ -13,7 +13,8 @@
 
 typedef struct Timer {
         int64_t when;   /* CLOCK_MONOTONIC deadline, ns */
-        uint64_t order; /* arm sequence: FIFO among equal deadlines */
+        uint32_t order; /* arm sequence, FIFO among equal deadlines (compared
+                           modulo 2^32, see timers.c) */
         uint32_t idx;   /* position in the heap, TIMER_IDX_NONE when not armed */
 } Timer;
 
@@ -21,7 +22,7 @@ typedef struct Timers {
         Timer **heap;
         uint32_t n;
         uint32_t cap;
-        uint64_t next_order;
+        uint32_t next_order;
 } Timers;
 
 static inline void timer_init(Timer *t)

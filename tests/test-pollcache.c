@@ -71,8 +71,9 @@ START_TEST(test_pollcache_fresh_slot_is_blank)
         ck_assert_ptr_null(s->pd.owner);
         ck_assert(!timer_armed(&s->pd.rt.node));
         ck_assert(!timer_armed(&s->pd.wt.node));
-        ck_assert_uint_eq(s->next, POLLCACHE_NONE);
-        ck_assert_uint_eq(s->prev, POLLCACHE_NONE);
+        ck_assert_uint_eq(s->pd.user, 0); /* the free-list link is cleared */
+        ck_assert(s->pd.wt.is_write); /* fixed timer identities */
+        ck_assert(!s->pd.rt.is_write);
         /* The rest of the block, not yet handed out, is free (gen even). */
         for (uint32_t i = 1; i < POLLCACHE_BLOCK_SLOTS; i++) {
                 PollSlot *f = pollcache_slot(&c, i);
@@ -138,7 +139,6 @@ START_TEST(test_pollcache_free_clears_owner_and_fd)
         pollcache_free(&c, s);
         ck_assert_ptr_null(s->pd.owner);
         ck_assert_int_eq(s->pd.fd, -1);
-        ck_assert_uint_eq(s->prev, POLLCACHE_NONE);
         ck_assert_uint_eq(c.free_head, s->index);
         pollcache_done(&c);
 }
@@ -371,6 +371,32 @@ START_TEST(test_pollcache_usable_again_after_done)
 }
 END_TEST
 
+START_TEST(test_pollcache_next_owned_walks_only_the_owners_slots)
+{
+        PollCache c;
+        PollOwner a = { 0 }, b = { 0 };
+        PollSlot *mine[3];
+        uint32_t iter = 0, seen = 0;
+
+        pollcache_init(&c);
+        for (int i = 0; i < 200; i++) {
+                PollSlot *s = alloc_ok(&c);
+                s->pd.owner = &b;
+                if (i == 3 || i == 70 || i == 199)
+                        mine[seen++] = s, s->pd.owner = &a;
+        }
+        pollcache_free(&c, mine[1]); /* freed: no longer a's */
+        seen = 0;
+        for (PollSlot *s; (s = pollcache_next_owned(&c, &a, &iter));) {
+                ck_assert(s == mine[0] || s == mine[2]);
+                seen++;
+        }
+        ck_assert_uint_eq(seen, 2);
+        ck_assert_ptr_null(pollcache_next_owned(&c, &a, &iter)); /* stays at the end */
+        pollcache_done(&c);
+}
+END_TEST
+
 Suite *suite_pollcache(void)
 {
         Suite *s = suite_create("pollcache");
@@ -387,6 +413,7 @@ Suite *suite_pollcache(void)
         tcase_add_test(tc, test_pollcache_slot_addresses_stable_across_growth);
         tcase_add_test(tc, test_pollcache_alloc_past_index_limit_is_enospc);
         tcase_add_test(tc, test_pollcache_usable_again_after_done);
+        tcase_add_test(tc, test_pollcache_next_owned_walks_only_the_owners_slots);
         suite_add_tcase(s, tc);
 
         TCase *lk = tcase_create("lookup");
