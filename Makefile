@@ -149,7 +149,7 @@ run: deps
 	@echo "netpolld: listening on $(SOCKET)"
 	@echo "  point clients and pollctl at it with:  export NETPOLL_SOCKET=$(SOCKET)"
 	@echo "  then try:  $(B)/pollctl status      (Ctrl-C stops the daemon)"
-	exec $(B)/netpolld --socket $(SOCKET) $(RUN_ARGS)
+	$(B)/netpolld --socket $(SOCKET) $(RUN_ARGS)
 
 # Check's fork mode runs every test in its own process; CK_DEFAULT_TIMEOUT
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
