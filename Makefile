@@ -63,7 +63,8 @@ SONAME  := $(LIBNAME).$(SOVERSION)
 REALSO  := $(LIBNAME).$(VERSION)
 
 all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc \
-     $(B)/examples/wait-readable $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket
+     $(B)/examples/wait-readable $(B)/examples/supervise \
+     $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket
 
 .PHONY: all run check deps clean install uninstall check-units check-install
 

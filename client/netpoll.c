@@ -776,7 +776,7 @@ NP_EXPORT int np_watch_read(np_client *c, int64_t delay_ns, np_watch_event *even
 {
         if (!c || max <= 0 || !events)
                 return -EINVAL;
-        return wait_queue(c, delay_ns, &c->watch, events, max, false);
+        return wait_queue(c, delay_ns, &c->watch, events, max, true);
 }
 
 NP_EXPORT uint64_t np_connection_id(np_client *c)

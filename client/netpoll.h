@@ -192,7 +192,8 @@ int np_list_descs(np_client *c, uint64_t client, np_desc_info **ret, size_t *ret
  * read them with np_watch_read.  -EACCES as np_list_descs. */
 int np_watch(np_client *c, uint64_t client);
 
-/* Like np_poll, over watch events (breaks do not end it). */
+/* Like np_poll, over watch events; an np_break ends it too (returning 0),
+ * so a signal handler can stop a watcher. */
 int np_watch_read(np_client *c, int64_t delay_ns, np_watch_event *events, int max);
 
 /* One round trip to the daemon.  Returns 0 or -errno. */
