@@ -222,8 +222,10 @@ static void list_descs(Session *s, const NpRequest *q)
                         di->type = (char *)fd_type(pd->fd);
                         di->read = dir_state(pd, &pd->rg);
                         di->write = dir_state(pd, &pd->wg);
-                        di->read_deadline_ns = remaining(pd->rd, now);
-                        di->write_deadline_ns = remaining(pd->wd, now);
+                        /* Unblock stops the timers (Go keeps rd/wd, but
+                         * nothing will ever fire): show none. */
+                        di->read_deadline_ns = pd->closing ? 0 : remaining(pd->rd, now);
+                        di->write_deadline_ns = pd->closing ? 0 : remaining(pd->wd, now);
                         di->event_err = pd->event_err;
                 }
         }
