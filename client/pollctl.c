@@ -120,6 +120,27 @@ static int parse_client_id(Ctx *x, const char *s, uint64_t *ret)
         return GO_ON;
 }
 
+/* The options of descs and watch: [--client ID] and the common ones.
+ * Returns GO_ON, or the exit status to return. */
+static int parse_client_opts(Ctx *x, int argc, char **argv, uint64_t *client)
+{
+        static const struct option options[] = {
+                { "client", required_argument, NULL, 'c' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "c:jh", options, NULL)) >= 0) {
+                if ((r = common_opt(x, opt)) >= 0)
+                        return r;
+                if (r == GO_ON && (r = parse_client_id(x, optarg, client)) >= 0)
+                        return r;
+        }
+        return no_operands(x, argc, argv);
+}
+
 static int connect_daemon(Ctx *x, np_client **ret)
 {
         int r = np_connect(x->socket, ret);
@@ -405,12 +426,6 @@ static int cmp_desc(const void *a, const void *b)
 
 static int cmd_descs(Ctx *x, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "client", required_argument, NULL, 'c' },
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         static const char *const head[] = { "CLIENT", "DESC",          "USER",
                                             "TYPE",   "READ",          "WRITE",
                                             "READ-DEADLINE", "WRITE-DEADLINE", "ERR" };
@@ -418,15 +433,9 @@ static int cmd_descs(Ctx *x, int argc, char **argv)
         uint64_t client = 0;
         size_t n = 0;
         np_client *c;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "c:jh", options, NULL)) >= 0) {
-                if ((r = common_opt(x, opt)) >= 0)
-                        return r;
-                if (r == GO_ON && (r = parse_client_id(x, optarg, &client)) >= 0)
-                        return r;
-        }
-        if ((r = no_operands(x, argc, argv)) >= 0)
+        if ((r = parse_client_opts(x, argc, argv, &client)) >= 0)
                 return r;
         if (connect_daemon(x, &c))
                 return 1;
@@ -533,25 +542,13 @@ static void watch_print(Ctx *x, const np_watch_event *e)
 
 static int cmd_watch(Ctx *x, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "client", required_argument, NULL, 'c' },
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         struct sigaction sa = { .sa_handler = on_stop }; /* no SA_RESTART */
         np_watch_event ev[64];
         uint64_t client = 0;
         np_client *c;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "c:jh", options, NULL)) >= 0) {
-                if ((r = common_opt(x, opt)) >= 0)
-                        return r;
-                if (r == GO_ON && (r = parse_client_id(x, optarg, &client)) >= 0)
-                        return r;
-        }
-        if ((r = no_operands(x, argc, argv)) >= 0)
+        if ((r = parse_client_opts(x, argc, argv, &client)) >= 0)
                 return r;
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
