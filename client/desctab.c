@@ -6,8 +6,15 @@
 
 static size_t hash(uint64_t d, size_t cap)
 {
-        /* Fibonacci hashing: token indexes are dense, generations vary. */
-        return (size_t)((d * UINT64_C(0x9E3779B97F4A7C15)) >> 17) & (cap - 1);
+        /* Ids are tag | index | generation: fresh descriptors share a
+         * generation and differ in the index bits, so mix every bit into
+         * the low ones (splitmix64's finalizer) before masking. */
+        d ^= d >> 30;
+        d *= UINT64_C(0xbf58476d1ce4e5b9);
+        d ^= d >> 27;
+        d *= UINT64_C(0x94d049bb133111eb);
+        d ^= d >> 31;
+        return (size_t)d & (cap - 1);
 }
 
 static void put(DescEntry *slots, size_t cap, const DescEntry *e)

@@ -83,6 +83,7 @@ struct np_client {
         Ring events;     /* np_event, for np_poll */
         Ring watch;      /* np_watch_event, for np_watch_read */
         uint64_t connection_id;
+        int64_t clock_offset; /* daemon's CLOCK_MONOTONIC minus ours (time namespaces) */
 
         Arena arena; /* the reader's */
         uint8_t *rbuf;
@@ -269,8 +270,10 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
  * One turn of the reader role.  Called and returns with c->lock held; drops
  * it while polling.  deadline: -1 wait for input, 0 do not block, else an
  * absolute CLOCK_MONOTONIC time.  watch_break: also wake on np_break.
+ * Reading stops early once want is done or q has items.
  */
-static void read_turn(np_client *c, int64_t deadline, bool watch_break)
+static void read_turn(np_client *c, int64_t deadline, bool watch_break, const Pending *want,
+                      const Ring *q)
 {
         struct pollfd pfd[2] = { { .fd = c->sock, .events = POLLIN },
                                  { .fd = c->evfd, .events = POLLIN } };
@@ -303,9 +306,12 @@ static void read_turn(np_client *c, int64_t deadline, bool watch_break)
                                 c->dead = true;
                         else
                                 apply(c, m);
-                        bool dead = c->dead;
+                        /* Stop once what this thread waits for is here:
+                         * another recvmsg would only say EAGAIN, and the
+                         * role passes on to whoever waits for more. */
+                        bool stop = c->dead || (want && want->done) || (q && q->len > 0);
                         pthread_mutex_unlock(&c->lock);
-                        if (dead)
+                        if (stop)
                                 break;
                 }
         }
@@ -405,7 +411,7 @@ static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
         } else {
                 while (!p->done && !c->dead) {
                         if (!c->reading)
-                                read_turn(c, -1, true);
+                                read_turn(c, -1, true, p, NULL);
                         else
                                 pthread_cond_wait(&c->cond, &c->lock);
                 }
@@ -504,6 +510,12 @@ static int handshake(np_client *c)
         if (!w->welcome || w->welcome->version != WIRE_PROTOCOL_VERSION)
                 return -EPROTO;
         c->connection_id = w->welcome->connection_id;
+        /* Deadlines travel as absolute CLOCK_MONOTONIC times.  On one host
+         * both clocks are the same one and the difference seen here is
+         * only the welcome's transit; a daemon in another time namespace
+         * shows an offset far beyond that, which is then applied. */
+        int64_t offset = w->welcome->monotonic_ns - now_ns();
+        c->clock_offset = offset > -NSEC_PER_SEC && offset < NSEC_PER_SEC ? 0 : offset;
         return 0;
 }
 
@@ -663,17 +675,24 @@ NP_EXPORT int np_wait_canceled(np_client *c, np_desc d, int mode)
  */
 NP_EXPORT int np_set_deadline(np_client *c, np_desc d, int64_t ns, int mode)
 {
+        Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+        Pending p = { 0 };
+
         if (!c)
                 return -EINVAL;
-        if ((mode_is_rw(mode) || mode == NP_RW) && desc_known(c, d)) {
-                Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
-                q.op = NETPOLL__V1__OP__OP_SET_DEADLINE;
-                q.desc = d;
-                q.mode = mode;
-                q.ns = ns;
+        /* pollSetDeadline's now + ns, taken now: the time the request then
+         * spends batched or in the socket does not move the deadline. */
+        if (ns > 0 && (__builtin_add_overflow(now_ns(), ns, &ns) ||
+                       __builtin_add_overflow(ns, c->clock_offset, &ns)))
+                ns = INT64_MAX;
+        q.op = NETPOLL__V1__OP__OP_SET_DEADLINE;
+        q.desc = d;
+        q.mode = mode;
+        q.ns = ns;
+        q.absolute = true;
+        if ((mode_is_rw(mode) || mode == NP_RW) && desc_known(c, d))
                 return send_quiet(c, &q);
-        }
-        return simple(c, NETPOLL__V1__OP__OP_SET_DEADLINE, d, mode, ns);
+        return call(c, &q, -1, &p);
 }
 
 /*
@@ -746,13 +765,13 @@ static int wait_queue(np_client *c, int64_t delay_ns, Ring *q, void *out, int ma
                         if (polled || c->reading)
                                 break;
                         polled = true;
-                        read_turn(c, 0, false);
+                        read_turn(c, 0, false, NULL, q);
                         continue;
                 }
                 if (delay_ns > 0 && now_ns() >= deadline)
                         break;
                 if (!c->reading)
-                        read_turn(c, deadline, true);
+                        read_turn(c, deadline, true, NULL, q);
                 else if (delay_ns < 0)
                         pthread_cond_wait(&c->cond, &c->lock);
                 else {

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../common/clock.h"
+
 #define CHUNK 512
 
 int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
@@ -38,6 +40,7 @@ int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
                         .user = q->user,
                         .fd_index = q->fd_index,
                         .quiet = q->quiet,
+                        .absolute = q->absolute,
                 };
         }
         *ret = (Inbound){
@@ -135,6 +138,7 @@ size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t con
         w.limits = &l;
         w.server = (char *)"netpolld " NETPOLL_VERSION;
         w.connection_id = connection_id;
+        w.monotonic_ns = now_ns();
         m.welcome = &w;
         return netpoll__v1__server_message__pack(&m, buf);
 }

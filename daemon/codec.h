@@ -25,7 +25,8 @@ typedef struct NpRequest {
         int64_t ns;
         uint64_t user;
         int32_t fd_index;
-        bool quiet; /* no reply wanted */
+        bool quiet;    /* no reply wanted */
+        bool absolute; /* OP_SET_DEADLINE: ns > 0 is a CLOCK_MONOTONIC time */
 } NpRequest;
 
 typedef struct Inbound {

@@ -197,17 +197,20 @@ int pollops_wait(PollOps *ops, PollDesc *pd, int mode, PollWaitKind kind, uint64
 
 int pollops_set_deadline(PollOps *ops, PollDesc *pd, int64_t d, int mode)
 {
+        /* now + d, clamped to the maximum on overflow */
+        if (d > 0 && __builtin_add_overflow(d, ops->now, &d))
+                d = INT64_MAX;
+        return pollops_set_deadline_at(ops, pd, d, mode);
+}
+
+int pollops_set_deadline_at(PollOps *ops, PollDesc *pd, int64_t d, int mode)
+{
         if (!mode_is_rw(mode) && mode != POLL_MODE_RW)
                 return -EINVAL;
         if (pd->closing)
                 return 0;
         int64_t rd0 = pd->rd, wd0 = pd->wd;
         bool combo0 = rd0 > 0 && rd0 == wd0;
-        if (d > 0) {
-                /* now + d, clamped to the maximum on overflow */
-                if (__builtin_add_overflow(d, ops->now, &d))
-                        d = INT64_MAX;
-        }
         if (mode == POLL_MODE_R || mode == POLL_MODE_RW)
                 pd->rd = d;
         if (mode == POLL_MODE_W || mode == POLL_MODE_RW)

@@ -132,6 +132,11 @@ int pollops_wait(PollOps *ops, PollDesc *pd, int mode, PollWaitKind kind, uint64
  * Returns 0, or -EINVAL for a bad mode. */
 int pollops_set_deadline(PollOps *ops, PollDesc *pd, int64_t d, int mode);
 
+/* The same with d > 0 an absolute CLOCK_MONOTONIC time (what pollSetDeadline
+ * computes as nanotime() + d); a time already past expires at the next timer
+ * run, as in Go. */
+int pollops_set_deadline_at(PollOps *ops, PollDesc *pd, int64_t d, int mode);
+
 /* pollUnblock.  Returns 0, or -EALREADY when already closing. */
 int pollops_unblock(PollOps *ops, PollDesc *pd);
 

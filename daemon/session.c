@@ -344,7 +344,8 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 reply(s, q, pollops_reset(ops, pd, q->mode));
                 return;
         case NETPOLL__V1__OP__OP_SET_DEADLINE:
-                reply(s, q, pollops_set_deadline(ops, pd, q->ns, q->mode));
+                reply(s, q, q->absolute ? pollops_set_deadline_at(ops, pd, q->ns, q->mode)
+                                        : pollops_set_deadline(ops, pd, q->ns, q->mode));
                 return;
         case NETPOLL__V1__OP__OP_WAIT:
         case NETPOLL__V1__OP__OP_WAIT_CANCELED:

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define ARITY 4
 
@@ -91,9 +92,15 @@ int timers_reserve(Timers *ts, uint32_t n)
         uint32_t cap = ts->cap ? ts->cap : 64;
         while (cap < n)
                 cap *= 2;
-        Timer **heap = realloc(ts->heap, (size_t)cap * sizeof(*heap));
+        /* Not realloc: that would copy (and so make resident) the whole old
+         * capacity, which is reserved for every descriptor but mostly never
+         * used.  Only the armed timers are copied. */
+        Timer **heap = malloc((size_t)cap * sizeof(*heap));
         if (!heap)
                 return -ENOMEM;
+        if (ts->n)
+                memcpy(heap, ts->heap, (size_t)ts->n * sizeof(*heap));
+        free(ts->heap);
         ts->heap = heap;
         ts->cap = cap;
         return 0;

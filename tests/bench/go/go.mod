@@ -1,0 +1,3 @@
+module netpolld.bench/gobaseline
+
+go 1.19
