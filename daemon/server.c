@@ -30,6 +30,7 @@
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
+#include "../common/fdutil.h"
 #include "admin.h"
 #include "codec.h"
 #include "listener.h"
@@ -38,6 +39,7 @@
 #include "token.h"
 
 #define MAX_EVENTS 256
+#define DRAIN_BATCH 512 /* fds of ended connections closed per loop turn */
 #define TIMER_BATCH 1024 /* due timers run per loop turn: bounds a storm's stall */
 #define ARENA_BYTES (2 * 1024 * 1024)
 
@@ -120,6 +122,9 @@ int server_listen(Server *s, char *err, size_t errlen)
 
         if (r < 0)
                 return r;
+        s->listen_addr_len = sizeof(s->listen_addr);
+        if (getsockname(s->listen_fd, (struct sockaddr *)&s->listen_addr, &s->listen_addr_len) < 0)
+                s->listen_addr_len = 0;
         return poller_add(&s->poller, s->listen_fd, EPOLLIN, token_make(TOKEN_LISTENER, 0, 0));
 }
 
@@ -274,7 +279,8 @@ static void server_accept(Server *s)
                         log_warning("out of file descriptors: refusing a connection");
                         s->reserve_fd = safe_close(s->reserve_fd);
                         fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-                        safe_close(fd);
+                        if (fd >= 0)
+                                server_refuse(s, fd, -EMFILE);
                         s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                         continue;
                 }
@@ -403,11 +409,20 @@ static void server_flush(Server *s)
         }
 }
 
-static void server_free_dead(Server *s)
+/* Closes the fds of ended connections, at most DRAIN_BATCH per turn, and
+ * frees each connection once all of its are closed.  all: until done. */
+static void server_reap(Server *s, bool all)
 {
-        while (s->dead) {
-                Session *sess = s->dead;
-                s->dead = sess->next_dead;
+        uint32_t budget = DRAIN_BATCH;
+
+        for (Session **pp = &s->dead; *pp && (all || budget);) {
+                Session *sess = *pp;
+                budget -= session_drain(sess, all ? UINT32_MAX : budget);
+                if (sess->draining) {
+                        pp = &sess->next_dead;
+                        continue;
+                }
+                *pp = sess->next_dead;
                 session_free(sess);
         }
 }
@@ -487,7 +502,7 @@ int server_run(Server *s)
                         log_error("cannot arm the timerfd: %s", strerror(-r));
                         return r;
                 }
-                int timeout = server_housekeeping(s);
+                int timeout = s->dead ? 0 : server_housekeeping(s);
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)
@@ -499,9 +514,25 @@ int server_run(Server *s)
                         server_dispatch(s, &evs[i]);
                 server_expire(s);
                 server_flush(s);
-                server_free_dead(s);
+                server_reap(s, false);
         }
         return 0;
+}
+
+bool server_owns_file(const Server *s, int fd)
+{
+        struct sockaddr_un peer;
+        socklen_t len = sizeof(peer);
+
+        if (poller_owns_file(&s->poller, fd) ||
+            (s->listen_fd >= 0 && fd_same_file(fd, s->listen_fd)))
+                return true;
+        /* Any connection to this daemon, the sender's own or another
+         * client's: its peer address is our listener's. */
+        return s->listen_addr_len > offsetof(struct sockaddr_un, sun_path) &&
+               getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+               peer.sun_family == AF_UNIX && len == s->listen_addr_len &&
+               memcmp(&peer, &s->listen_addr, len) == 0;
 }
 
 const char *server_verify(const Server *s)
@@ -510,6 +541,8 @@ const char *server_verify(const Server *s)
 
         if (!timers_verify(&s->timers))
                 return "timer heap order or back-indexes broken";
+        for (const Session *d = s->dead; d; d = d->next_dead)
+                descriptors += d->draining;
         for (uint32_t i = 0; i < s->sessions_cap; i++) {
                 const Session *sess = s->sessions[i];
                 uint64_t listed = 0, parked = 0;
@@ -602,7 +635,7 @@ void server_done(Server *s)
         for (uint32_t i = 0; i < s->sessions_cap; i++)
                 if (s->sessions[i])
                         session_close(s->sessions[i], "daemon shutting down");
-        server_free_dead(s);
+        server_reap(s, true);
         listener_close(s);
         free(s->sessions);
         free(s->session_gens);

@@ -7,7 +7,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include "../common/arena.h"
 #include "config.h"
@@ -45,6 +47,8 @@ typedef struct Server {
         PollOps ops;
 
         int listen_fd;
+        struct sockaddr_un listen_addr; /* its address, to recognise connections to us */
+        socklen_t listen_addr_len;
         bool listen_owned; /* we bound it (not socket activation): unlink at exit */
         dev_t sock_dev;    /* the socket file we created, to unlink only ours */
         ino_t sock_ino;
@@ -58,7 +62,7 @@ typedef struct Server {
         uint64_t next_connection_id;
 
         Session *dirty;  /* sessions with replies to flush this turn */
-        Session *dead;   /* sessions to free at the end of this turn */
+        Session *dead;   /* ended sessions: their fds are closed in batches, then freed */
 
         Arena arena;     /* decoding, reset after every datagram */
         uint8_t *rbuf;   /* one datagram in */
@@ -89,6 +93,11 @@ int server_run(Server *s);
 
 /* Ends every connection, removes the socket file, frees everything. */
 void server_done(Server *s);
+
+/* Whether fd (borrowed) is one of the daemon's own files: its poller fds,
+ * its listener, or a connection to it (any client's).  Registering one
+ * would make the daemon poll itself. */
+bool server_owns_file(const Server *s, int fd);
 
 /* Checks the cross-module invariants (pollcache vs connections, timer heap
  * vs timer counts, descriptor lists).  NULL when they hold, else what broke.

@@ -1,7 +1,8 @@
 /*
  * One client connection.
  *
- * Input: up to RECV_BUDGET datagrams per wake (the socket is level-
+ * Input: up to RECV_BUDGET datagrams or REQUEST_BUDGET requests per wake
+ * (the socket is level-
  * triggered, so the rest waits for the next turn and other clients are
  * served in between).  A datagram is received with MSG_CMSG_CLOEXEC into a
  * control buffer sized for the per-message fd cap; its fds are bound to
@@ -44,7 +45,8 @@
 #include "server.h"
 #include "token.h"
 
-#define RECV_BUDGET 32
+#define RECV_BUDGET 32      /* datagrams read per wake, and */
+#define REQUEST_BUDGET 2048 /* requests: then other clients get their turn */
 #define DESC_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 /* Queued datagram header in s->queue: length and number of wakes in it. */
@@ -230,8 +232,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
 
         if (s->owner.descriptors >= srv->config->max_descriptors)
                 return -EDQUOT;
-        if (fd_same_file(fd, s->fd) || poller_owns_file(&srv->poller, fd) ||
-            (srv->listen_fd >= 0 && fd_same_file(fd, srv->listen_fd)))
+        if (server_owns_file(srv, fd))
                 return -EINVAL;
         r = pollcache_alloc(&srv->cache, &slot);
         if (r < 0)
@@ -295,7 +296,7 @@ static void session_handle(Session *s, const NpRequest *q, int *fd, int fd_error
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
-                reply(s, q, fd_error ? fd_error : poller_owns_file(&srv->poller, *fd));
+                reply(s, q, fd_error ? fd_error : server_owns_file(srv, *fd));
                 return;
         case NETPOLL__V1__OP__OP_PING:
                 reply(s, q, 0);
@@ -671,10 +672,27 @@ void session_dispatch(Session *s, uint32_t events)
                         return;
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                for (int i = 0; i < RECV_BUDGET && !s->broken; i++)
+                uint64_t start = s->requests;
+                for (int i = 0; i < RECV_BUDGET && !s->broken &&
+                                s->requests - start < REQUEST_BUDGET;
+                     i++)
                         if (session_recv_one(s) <= 0)
                                 break;
         }
+}
+
+uint32_t session_drain(Session *s, uint32_t budget)
+{
+        PollCache *c = &s->server->cache;
+        uint32_t done = 0;
+
+        for (PollSlot *slot; s->draining && done < budget &&
+                             (slot = pollcache_next_owned(c, &s->owner, &s->drain_iter));) {
+                desc_destroy(s, slot);
+                s->draining--;
+                done++;
+        }
+        return done;
 }
 
 void session_unblock_all(Session *s)
@@ -703,12 +721,16 @@ void session_close(Session *s, const char *why)
         if (why)
                 log_debug("client %" PRIu64 " (pid %d, %s): %s", s->id, (int)s->pid, s->comm,
                           why);
-        /* A walk of the whole cache, but only on disconnect: it saves every
-         * descriptor the two links an owner list would cost. */
+        /* Waits and timers go at once (cheap, and nothing may fire for a
+         * connection that is gone); the epoll DEL and close of each fd, two
+         * system calls apiece, are left to session_drain in batches, so a
+         * client with thousands of descriptors cannot stall the loop.  A
+         * walk of the whole cache, but only on disconnect: it saves every
+         * descriptor the links an owner list would cost. */
         uint32_t iter = 0;
         for (PollSlot *slot; s->owner.descriptors && (slot = pollcache_next_owned(c, &s->owner, &iter));) {
                 pollops_release(&srv->ops, &slot->pd);
-                desc_destroy(s, slot);
+                s->draining++;
         }
         poller_del(&srv->poller, s->fd);
         s->fd = safe_close(s->fd);

@@ -44,6 +44,8 @@ struct Session {
         void **held; /* list payloads referenced by out, freed after flush */
         size_t n_held, cap_held;
 
+        uint32_t draining;   /* released descriptors whose fds are still to close */
+        uint32_t drain_iter; /* pollcache_next_owned cursor of session_drain */
         uint64_t requests;
         uint64_t quiet_errors; /* pipelined requests that failed (client races) */
         int64_t connected_ns;
@@ -79,9 +81,15 @@ void session_hold(Session *s, void *p);
 /* Sends what this turn queued.  May close the session. */
 void session_flush(Session *s);
 
-/* Releases every descriptor (epoll DEL, close), ends the connection and
- * hands the session to the server's deferred-free list. */
+/* Ends the connection: every descriptor's waits and timers are dropped at
+ * once, its fds are closed by session_drain in later batches, and the
+ * session goes to the server's dead list until that is done. */
 void session_close(Session *s, const char *why);
+
+/* Closes up to budget fds of a closed session's released descriptors
+ * (epoll DEL first) and frees their slots.  Returns how many; the session
+ * may be freed once s->draining is 0. */
+uint32_t session_drain(Session *s, uint32_t budget);
 
 /* Ends every parked wait of this session with NP_ERR_CLOSING (shutdown). */
 void session_unblock_all(Session *s);

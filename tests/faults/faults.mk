@@ -1,0 +1,51 @@
+# Fault and load tests (tests/faults/): standalone programs, each starting its
+# own netpolld on a temporary socket, printing its figures and exiting
+# non-zero when a check fails.
+#
+#   make check-faults            full mode (about 10 minutes at most)
+#   make check-faults QUICK=1    short mode, what CI runs (about 3 minutes at most)
+#
+# One program: make $(B)/faults/fault-NAME, then run it with --quick or not
+# (NETPOLLD_BIN names the daemon; default ./build/netpolld).
+
+FAULT_NAMES   := killed slowreader flood flood-emfile malformed misuse timerstorm
+FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
+FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
+FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
+
+.PHONY: check-faults faults
+.PRECIOUS: $(O)/tests/faults/%.o
+
+faults: $(FAULT_BINS)
+
+# A shorter stem than the Makefile's $(O)/tests/%.o rule, so this one wins:
+# no Check flags, the harness header beside the sources.
+$(O)/tests/faults/%.o: tests/faults/%.c $(PB_H)
+	@mkdir -p $(@D)
+	$(CC) $(NP_CFLAGS) $(CFLAGS) -Itests/faults -c -o $@ $<
+
+# The generated protobuf-c code comes in as the daemon's non-PIC object, so
+# raw traffic does not rely on what libnetpoll.a happens to contain.
+FAULT_OBJS := $(O)/tests/faults/harness.o $(O)/tests/faults/raw.o $(O)/gen/netpoll.pb-c.o
+
+$(B)/faults/fault-%: $(O)/tests/faults/fault-%.o $(FAULT_OBJS) $(B)/libnetpoll.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
+# Runs every program (each under a timeout, so a hang is a failure), then
+# prints the summary line "N passed, M failed" last.
+check-faults: $(FAULT_BINS) $(B)/netpolld
+	@pass=0; fail=0; failed=; start=$$(date +%s); \
+	for t in $(FAULT_NAMES); do \
+	    echo "=== fault-$$t"; t0=$$(date +%s); \
+	    NETPOLLD_BIN=$(abspath $(B))/netpolld timeout -k 10 $(FAULT_TIMEOUT) \
+	        $(B)/faults/fault-$$t $(if $(FAULT_QUICK),--quick); rc=$$?; \
+	    [ $$rc = 124 ] && echo "fault-$$t: timed out after $(FAULT_TIMEOUT) s"; \
+	    if [ $$rc = 0 ]; then pass=$$((pass + 1)); verdict=passed; \
+	    else fail=$$((fail + 1)); failed="$$failed $$t"; verdict="failed (exit $$rc)"; fi; \
+	    echo "=== fault-$$t: $$verdict in $$(($$(date +%s) - t0)) s"; \
+	done; \
+	echo "faults: $(if $(FAULT_QUICK),quick,full) mode, $$(($$(date +%s) - start)) s" \
+	    "$${failed:+(failed:$$failed)}"; \
+	echo "$$pass passed, $$fail failed"; \
+	[ $$fail = 0 ]
