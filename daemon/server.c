@@ -409,9 +409,7 @@ static void server_flush(Server *s)
         }
 }
 
-/* Closes the fds of ended connections, at most DRAIN_BATCH per turn, and
- * frees each connection once all of its are closed.  all: until done. */
-static void server_reap(Server *s, bool all)
+void server_reap(Server *s, bool all)
 {
         uint32_t budget = DRAIN_BATCH;
 

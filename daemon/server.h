@@ -94,6 +94,11 @@ int server_run(Server *s);
 /* Ends every connection, removes the socket file, frees everything. */
 void server_done(Server *s);
 
+/* Closes the fds of ended connections, at most a batch per call (all: until
+ * done), and frees each connection once all of its are closed.  The loop
+ * calls it every turn. */
+void server_reap(Server *s, bool all);
+
 /* Whether fd (borrowed) is one of the daemon's own files: its poller fds,
  * its listener, or a connection to it (any client's).  Registering one
  * would make the daemon poll itself. */
