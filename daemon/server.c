@@ -494,8 +494,7 @@ int server_run(Server *s)
         server_status_line(s, status, sizeof(status));
         notify_ready(&s->notify, status);
         while (!s->stopping) {
-                Timer *t = timers_peek(&s->timers);
-                r = poller_set_timer(&s->poller, t ? t->when : INT64_MAX);
+                r = poller_set_timer(&s->poller, timers_next(&s->timers));
                 if (r < 0) {
                         log_error("cannot arm the timerfd: %s", strerror(-r));
                         return r;

@@ -1,6 +1,6 @@
 /*
- * 4-ary min-heap of Timer pointers.  Each node stores its own heap index so
- * disarm and move are O(log n) without a search.  Ordering is by deadline,
+ * 4-ary min-heap of {deadline, Timer pointer} entries.  Each node stores its
+ * own heap index so disarm and move are O(log n) without a search.  Ordering is by deadline,
  * then by a monotonically increasing arm sequence, which makes equal
  * deadlines fire FIFO.  A 4-ary heap halves the depth of a binary heap and
  * keeps the children of a node on one cache line of pointers.
@@ -24,52 +24,52 @@
  * one deadline were armed fewer than 2^31 arms apart; beyond that only the
  * order among those equal deadlines could change, never the deadlines.
  */
-static bool timer_less(const Timer *a, const Timer *b)
+static bool entry_less(const TimerEntry *a, const TimerEntry *b)
 {
         if (a->when != b->when)
                 return a->when < b->when;
-        return (int32_t)(a->order - b->order) < 0;
+        return (int32_t)(a->t->order - b->t->order) < 0;
 }
 
-static void heap_set(Timers *ts, uint32_t i, Timer *t)
+static void heap_set(Timers *ts, uint32_t i, TimerEntry e)
 {
-        ts->heap[i] = t;
-        t->idx = i;
+        ts->heap[i] = e;
+        e.t->idx = i;
 }
 
 static void sift_up(Timers *ts, uint32_t i)
 {
-        Timer *t = ts->heap[i];
+        TimerEntry e = ts->heap[i];
 
         while (i > 0) {
                 uint32_t parent = (i - 1) / ARITY;
-                if (!timer_less(t, ts->heap[parent]))
+                if (!entry_less(&e, &ts->heap[parent]))
                         break;
                 heap_set(ts, i, ts->heap[parent]);
                 i = parent;
         }
-        heap_set(ts, i, t);
+        heap_set(ts, i, e);
 }
 
 static void sift_down(Timers *ts, uint32_t i)
 {
-        Timer *t = ts->heap[i];
+        TimerEntry e = ts->heap[i];
 
         for (;;) {
                 uint32_t first = i * ARITY + 1, best = i;
-                Timer *bt = t;
+                const TimerEntry *be = &e;
 
                 for (uint32_t c = first; c < first + ARITY && c < ts->n; c++)
-                        if (timer_less(ts->heap[c], bt)) {
+                        if (entry_less(&ts->heap[c], be)) {
                                 best = c;
-                                bt = ts->heap[c];
+                                be = &ts->heap[c];
                         }
                 if (best == i)
                         break;
-                heap_set(ts, i, bt);
+                heap_set(ts, i, *be);
                 i = best;
         }
-        heap_set(ts, i, t);
+        heap_set(ts, i, e);
 }
 
 void timers_init(Timers *ts)
@@ -80,7 +80,7 @@ void timers_init(Timers *ts)
 void timers_done(Timers *ts)
 {
         for (uint32_t i = 0; i < ts->n; i++)
-                ts->heap[i]->idx = TIMER_IDX_NONE;
+                ts->heap[i].t->idx = TIMER_IDX_NONE;
         free(ts->heap);
         *ts = (Timers){ 0 };
 }
@@ -95,7 +95,7 @@ int timers_reserve(Timers *ts, uint32_t n)
         /* Not realloc: that would copy (and so make resident) the whole old
          * capacity, which is reserved for every descriptor but mostly never
          * used.  Only the armed timers are copied. */
-        Timer **heap = malloc((size_t)cap * sizeof(*heap));
+        TimerEntry *heap = malloc((size_t)cap * sizeof(*heap));
         if (!heap)
                 return -ENOMEM;
         if (ts->n)
@@ -108,11 +108,10 @@ int timers_reserve(Timers *ts, uint32_t n)
 
 void timers_arm(Timers *ts, Timer *t, int64_t when)
 {
-        t->when = when;
         t->order = ts->next_order++;
         if (timer_armed(t)) {
-                /* A later deadline or a later order can only move it down. */
                 uint32_t i = t->idx;
+                ts->heap[i].when = when;
                 sift_up(ts, i);
                 if (t->idx == i)
                         sift_down(ts, i);
@@ -120,8 +119,9 @@ void timers_arm(Timers *ts, Timer *t, int64_t when)
         }
         /* Callers reserve room for every timer they can arm. */
         assert(ts->n < ts->cap);
-        heap_set(ts, ts->n++, t);
-        sift_up(ts, t->idx);
+        uint32_t i = ts->n++;
+        heap_set(ts, i, (TimerEntry){ .when = when, .t = t });
+        sift_up(ts, i);
 }
 
 void timers_disarm(Timers *ts, Timer *t)
@@ -129,23 +129,22 @@ void timers_disarm(Timers *ts, Timer *t)
         if (!timer_armed(t))
                 return;
         uint32_t i = t->idx;
-        Timer *last = ts->heap[--ts->n];
+        TimerEntry last = ts->heap[--ts->n];
 
         t->idx = TIMER_IDX_NONE;
-        if (last == t)
+        if (last.t == t)
                 return;
         heap_set(ts, i, last);
         sift_up(ts, i);
-        if (last->idx == i)
+        if (last.t->idx == i)
                 sift_down(ts, i);
 }
 
 Timer *timers_pop_due(Timers *ts, int64_t now)
 {
-        Timer *t = timers_peek(ts);
-
-        if (!t || t->when > now)
+        if (!ts->n || ts->heap[0].when > now)
                 return NULL;
+        Timer *t = ts->heap[0].t;
         timers_disarm(ts, t);
         return t;
 }
@@ -153,9 +152,9 @@ Timer *timers_pop_due(Timers *ts, int64_t now)
 bool timers_verify(const Timers *ts)
 {
         for (uint32_t i = 0; i < ts->n; i++) {
-                if (ts->heap[i]->idx != i)
+                if (ts->heap[i].t->idx != i)
                         return false;
-                if (i > 0 && timer_less(ts->heap[i], ts->heap[(i - 1) / ARITY]))
+                if (i > 0 && entry_less(&ts->heap[i], &ts->heap[(i - 1) / ARITY]))
                         return false;
         }
         return true;

@@ -1,7 +1,9 @@
 /*
- * Deadline timers: a 4-ary min-heap of intrusive Timer nodes ordered by
- * (when, order), so timers with equal deadlines fire in the order they were
- * armed.  Insert, delete and move are O(log n); peek is O(1).
+ * Deadline timers: a 4-ary min-heap ordered by (when, order), so timers with
+ * equal deadlines fire in the order they were armed.  Insert, delete and
+ * move are O(log n); peek is O(1).  A Timer node (embedded in its owner) is
+ * 8 bytes: the deadline lives in the heap entry, beside the pointer, so
+ * comparisons stay within the heap array and an unarmed node costs little.
  */
 #pragma once
 
@@ -12,14 +14,18 @@
 #define TIMER_IDX_NONE UINT32_MAX
 
 typedef struct Timer {
-        int64_t when;   /* CLOCK_MONOTONIC deadline, ns */
         uint32_t order; /* arm sequence, FIFO among equal deadlines (compared
                            modulo 2^32, see timers.c) */
         uint32_t idx;   /* position in the heap, TIMER_IDX_NONE when not armed */
 } Timer;
 
+typedef struct TimerEntry {
+        int64_t when; /* CLOCK_MONOTONIC deadline, ns */
+        Timer *t;
+} TimerEntry;
+
 typedef struct Timers {
-        Timer **heap;
+        TimerEntry *heap;
         uint32_t n;
         uint32_t cap;
         uint32_t next_order;
@@ -52,7 +58,19 @@ void timers_disarm(Timers *ts, Timer *t);
 /* The earliest timer, or NULL. */
 static inline Timer *timers_peek(const Timers *ts)
 {
-        return ts->n ? ts->heap[0] : NULL;
+        return ts->n ? ts->heap[0].t : NULL;
+}
+
+/* The earliest deadline, or INT64_MAX when nothing is armed. */
+static inline int64_t timers_next(const Timers *ts)
+{
+        return ts->n ? ts->heap[0].when : INT64_MAX;
+}
+
+/* The deadline an armed timer is armed for. */
+static inline int64_t timers_when(const Timers *ts, const Timer *t)
+{
+        return ts->heap[t->idx].when;
 }
 
 /* Disarms and returns the earliest timer due at now (when <= now), or NULL. */

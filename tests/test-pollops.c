@@ -641,7 +641,7 @@ START_TEST(test_pollops_set_deadline_positive_is_relative_to_now)
         ck_assert_int_eq(pd->rd, T0 + 500);
         ck_assert_int_eq(pd->wd, 0);
         ck_assert(timer_armed(&pd->rt.node));
-        ck_assert_int_eq(pd->rt.node.when, T0 + 500);
+        ck_assert_int_eq(timers_when(&timers, &pd->rt.node), T0 + 500);
         ck_assert_int_eq(pd->rt.fn, POLL_TIMER_READ);
         ck_assert_uint_eq(pd->rt.seq, pd->rseq);
         ck_assert(!timer_armed(&pd->wt.node));
@@ -652,7 +652,7 @@ START_TEST(test_pollops_set_deadline_positive_is_relative_to_now)
         ck_assert_int_eq(pd->wd, T0 + 1700);
         ck_assert_int_eq(pd->rd, T0 + 500);
         ck_assert(timer_armed(&pd->wt.node));
-        ck_assert_int_eq(pd->wt.node.when, T0 + 1700);
+        ck_assert_int_eq(timers_when(&timers, &pd->wt.node), T0 + 1700);
         ck_assert_int_eq(pd->wt.fn, POLL_TIMER_WRITE);
         ck_assert_uint_eq(pd->wt.seq, pd->wseq);
         assert_counters(&owner, 1, 0, 2);
@@ -667,7 +667,7 @@ START_TEST(test_pollops_set_deadline_overflow_clamps_to_max)
         ops.now = INT64_MAX - 10;
         ck_assert_int_eq(pollops_set_deadline(&ops, huge, INT64_MAX, POLL_MODE_R), 0);
         ck_assert_int_eq(huge->rd, INT64_MAX);
-        ck_assert_int_eq(huge->rt.node.when, INT64_MAX);
+        ck_assert_int_eq(timers_when(&timers, &huge->rt.node), INT64_MAX);
         ck_assert_int_eq(pollops_set_deadline(&ops, exact, 10, POLL_MODE_W), 0);
         ck_assert_int_eq(exact->wd, INT64_MAX);
         ck_assert_int_eq(pollops_set_deadline(&ops, over, 11, POLL_MODE_W), 0);
@@ -893,10 +893,10 @@ START_TEST(test_pollops_combined_timer_splits_when_one_side_changes)
         ck_assert_int_eq(pollops_set_deadline(&ops, pd, 200, POLL_MODE_W), 0);
         ck_assert_uint_eq(pd->rseq, rseq + 1);
         ck_assert_int_eq(pd->rt.fn, POLL_TIMER_READ);
-        ck_assert_int_eq(pd->rt.node.when, T0 + 100);
+        ck_assert_int_eq(timers_when(&timers, &pd->rt.node), T0 + 100);
         ck_assert_int_eq(pd->wt.fn, POLL_TIMER_WRITE);
         ck_assert(timer_armed(&pd->wt.node));
-        ck_assert_int_eq(pd->wt.node.when, T0 + 200);
+        ck_assert_int_eq(timers_when(&timers, &pd->wt.node), T0 + 200);
         assert_counters(&owner, 1, 2, 2);
 
         ck_assert_int_eq(advance(100), 1);
@@ -921,7 +921,7 @@ START_TEST(test_pollops_combined_timer_splits_when_read_side_cleared)
         ck_assert_int_eq(pd->rt.fn, POLL_TIMER_NONE);
         ck_assert(timer_armed(&pd->wt.node));
         ck_assert_int_eq(pd->wt.fn, POLL_TIMER_WRITE);
-        ck_assert_int_eq(pd->wt.node.when, T0 + 100);
+        ck_assert_int_eq(timers_when(&timers, &pd->wt.node), T0 + 100);
         assert_counters(&owner, 1, 0, 1);
 
         park(pd, POLL_MODE_R, POLL_WAIT, 1);
@@ -943,7 +943,7 @@ START_TEST(test_pollops_combined_timer_moves_to_new_common_deadline)
         ck_assert_int_eq(pollops_set_deadline(&ops, pd, 100, POLL_MODE_RW), 0);
         ck_assert_int_eq(pollops_set_deadline(&ops, pd, 300, POLL_MODE_RW), 0);
         ck_assert_int_eq(pd->rt.fn, POLL_TIMER_BOTH);
-        ck_assert_int_eq(pd->rt.node.when, T0 + 300);
+        ck_assert_int_eq(timers_when(&timers, &pd->rt.node), T0 + 300);
         ck_assert(!timer_armed(&pd->wt.node));
         assert_counters(&owner, 1, 1, 1);
         ck_assert_int_eq(advance(100), 0);
@@ -986,7 +986,7 @@ START_TEST(test_pollops_set_deadline_extension_moves_timer_later)
         ck_assert_int_eq(pd->rd, T0 + 150);
         ck_assert_uint_eq(pd->rseq, rseq + 1);
         ck_assert_uint_eq(pd->rt.seq, pd->rseq);
-        ck_assert_int_eq(pd->rt.node.when, T0 + 150);
+        ck_assert_int_eq(timers_when(&timers, &pd->rt.node), T0 + 150);
         ck_assert_uint_eq(timers.n, 1);
         assert_counters(&owner, 1, 1, 1);
 
@@ -1007,7 +1007,7 @@ START_TEST(test_pollops_set_deadline_shortening_moves_timer_earlier)
         park(pd, POLL_MODE_W, POLL_WAIT, 1);
         ck_assert_int_eq(pollops_set_deadline(&ops, pd, 300, POLL_MODE_W), 0);
         ck_assert_int_eq(pollops_set_deadline(&ops, pd, 100, POLL_MODE_W), 0);
-        ck_assert_int_eq(pd->wt.node.when, T0 + 100);
+        ck_assert_int_eq(timers_when(&timers, &pd->wt.node), T0 + 100);
         assert_counters(&owner, 1, 1, 1);
         ck_assert_int_eq(advance(100), 1);
         assert_wake(0, pd, POLL_MODE_W, POLL_WAIT, 1, POLL_ERR_TIMEOUT);

@@ -101,7 +101,8 @@ START_TEST(test_timers_arm_marks_armed_and_disarm_unmarks)
         ck_assert(!timer_armed(&t));
         timers_arm(&ts, &t, 42);
         ck_assert(timer_armed(&t));
-        ck_assert_int_eq(t.when, 42);
+        ck_assert_int_eq(timers_when(&ts, &t), 42);
+        ck_assert_int_eq(timers_next(&ts), 42);
         ck_assert_ptr_eq(timers_peek(&ts), &t);
         timers_disarm(&ts, &t);
         ck_assert(!timer_armed(&t));
@@ -273,7 +274,7 @@ START_TEST(test_timers_disarm_first_middle_last_and_unarmed)
         arm_ladder(&ts, t, 30);
 
         /* The last heap slot. */
-        Timer *last = ts.heap[ts.n - 1];
+        Timer *last = ts.heap[ts.n - 1].t;
         timers_disarm(&ts, last);
         ck_assert(!timer_armed(last));
         ck_assert_uint_eq(ts.n, 29);
@@ -301,10 +302,15 @@ START_TEST(test_timers_disarm_first_middle_last_and_unarmed)
 
         int64_t prev = INT64_MIN;
         int popped = 0;
-        for (Timer *p; (p = timers_pop_due(&ts, INT64_MAX)); popped++) {
+        for (;;) {
+                int64_t when = timers_next(&ts);
+                Timer *p = timers_pop_due(&ts, INT64_MAX);
+                if (!p)
+                        break;
+                popped++;
                 ck_assert(p != last && p != &t[0] && p != &t[15] && p != &t[7]);
-                ck_assert_int_ge(p->when, prev);
-                prev = p->when;
+                ck_assert_int_ge(when, prev);
+                prev = when;
         }
         ck_assert_int_eq(popped, 26);
         timers_done(&ts);
@@ -356,14 +362,16 @@ START_TEST(test_timers_pop_due_never_returns_a_future_timer)
         }
         int popped = 0;
         for (int64_t now = -1; now < 100000; now += 1 + rng_below(997)) {
-                Timer *p;
-                while ((p = timers_pop_due(&ts, now))) {
-                        ck_assert_int_le(p->when, now);
+                for (;;) {
+                        int64_t when = timers_next(&ts);
+                        if (!timers_pop_due(&ts, now))
+                                break;
+                        ck_assert_int_le(when, now);
                         popped++;
                         assert_verified(&ts);
                 }
-                Timer *next = timers_peek(&ts);
-                ck_assert(next == NULL || next->when > now);
+                /* What is left is not due: INT64_MAX when nothing is. */
+                ck_assert(timers_peek(&ts) == NULL || timers_next(&ts) > now);
         }
         while (timers_pop_due(&ts, INT64_MAX))
                 popped++;
@@ -493,17 +501,17 @@ START_TEST(test_timers_verify_detects_corruption)
         ck_assert(timers_verify(&ts));
 
         /* A wrong back-index. */
-        uint32_t saved = ts.heap[3]->idx;
-        ts.heap[3]->idx = 4;
+        uint32_t saved = ts.heap[3].t->idx;
+        ts.heap[3].t->idx = 4;
         ck_assert(!timers_verify(&ts));
-        ts.heap[3]->idx = saved;
+        ts.heap[3].t->idx = saved;
         ck_assert(timers_verify(&ts));
 
         /* A child earlier than its parent (indices kept consistent). */
-        int64_t w = ts.heap[5]->when;
-        ts.heap[5]->when = ts.heap[1]->when - 1;
+        int64_t w = ts.heap[5].when;
+        ts.heap[5].when = ts.heap[1].when - 1;
         ck_assert(!timers_verify(&ts));
-        ts.heap[5]->when = w;
+        ts.heap[5].when = w;
         ck_assert(timers_verify(&ts));
         timers_done(&ts);
 }
