@@ -120,6 +120,23 @@ static int parse_client_id(Ctx *x, const char *s, uint64_t *ret)
         return GO_ON;
 }
 
+/* The options of status and clients: only the common ones, no operands.
+ * Returns GO_ON, or the exit status to return. */
+static int parse_plain_opts(Ctx *x, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "jh", options, NULL)) >= 0)
+                if ((r = common_opt(x, opt)) >= 0)
+                        return r;
+        return no_operands(x, argc, argv);
+}
+
 /* The options of descs and watch: [--client ID] and the common ones.
  * Returns GO_ON, or the exit status to return. */
 static int parse_client_opts(Ctx *x, int argc, char **argv, uint64_t *client)
@@ -308,19 +325,11 @@ static void status_text(const struct np_status *st)
 
 static int cmd_status(Ctx *x, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         struct np_status st;
         np_client *c;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "jh", options, NULL)) >= 0)
-                if ((r = common_opt(x, opt)) >= 0)
-                        return r;
-        if ((r = no_operands(x, argc, argv)) >= 0)
+        if ((r = parse_plain_opts(x, argc, argv)) >= 0)
                 return r;
         if (connect_daemon(x, &c))
                 return 1;
@@ -346,23 +355,15 @@ static int cmp_client(const void *a, const void *b)
 
 static int cmd_clients(Ctx *x, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
         static const char *const head[] = { "ID",     "PID",       "UID",      "DESCS",
                                             "WAITERS", "TIMERS",   "QUEUED",   "CONNECTED",
                                             "REQUESTS", "COMMAND" };
         np_client_info *v = NULL;
         size_t n = 0;
         np_client *c;
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "jh", options, NULL)) >= 0)
-                if ((r = common_opt(x, opt)) >= 0)
-                        return r;
-        if ((r = no_operands(x, argc, argv)) >= 0)
+        if ((r = parse_plain_opts(x, argc, argv)) >= 0)
                 return r;
         if (connect_daemon(x, &c))
                 return 1;
