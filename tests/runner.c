@@ -18,7 +18,10 @@ int main(void)
 
         for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
                 srunner_add_suite(sr, suites[i]());
-        srunner_set_fork_status(sr, CK_FORK);
+        /* Fork mode (each test in its own process) unless CK_FORK=no asks
+         * otherwise, e.g. to debug one test under gdb. */
+        if (!getenv("CK_FORK"))
+                srunner_set_fork_status(sr, CK_FORK);
         srunner_run_all(sr, CK_NORMAL);
         int failed = srunner_ntests_failed(sr);
         srunner_free(sr);
