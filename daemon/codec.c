@@ -3,7 +3,7 @@
  * arena, so a datagram that would take more memory than the cap fails as
  * -EBADMSG, and copies requests into plain structs in the same arena.
  * Encoding fills stack arrays of protobuf-c structs for up to CHUNK items,
- * checks the packed size, and halves the chunk while it exceeds the cap.
+ * as many as fit the cap by per-item upper bounds, and packs them once.
  */
 #include "codec.h"
 
@@ -53,6 +53,18 @@ int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
         return 0;
 }
 
+/*
+ * Upper bounds of an item's packed size inside a ServerMessage (field tag,
+ * length and content, every varint at its longest: a negative int32 takes
+ * 10 bytes).  Packing against bounds instead of get_packed_size halves the
+ * encoding work of the hot path; only replies carrying a status or a list
+ * are measured exactly.
+ */
+#define EVENT_BOUND (3 + 4 * 11)
+#define REPLY_BOUND (3 + 11 + 6 + 11 + 2)
+#define STATS_BOUND (3 + 3 * 11)
+#define WATCH_BOUND (3 + 6 * 11 + 3 + 16)
+
 size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, size_t *ret_used)
 {
         Netpoll__V1__Reply replies[CHUNK];
@@ -62,66 +74,76 @@ size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, s
         Netpoll__V1__Event *ep[CHUNK];
         Netpoll__V1__WatchEvent watches[CHUNK];
         Netpoll__V1__WatchEvent *wp[CHUNK];
-        size_t take = n < CHUNK ? n : CHUNK;
+        Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
+        size_t take = 0, bound = 0;
 
-        for (;;) {
-                Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
-                m.replies = rp;
-                m.events = ep;
-                m.watch = wp;
-                for (size_t i = 0; i < take; i++) {
-                        const Outbound *o = &items[i];
-                        if (o->kind == OUT_REPLY) {
-                                Netpoll__V1__Reply *r = &replies[m.n_replies];
-                                netpoll__v1__reply__init(r);
-                                r->id = o->id;
-                                r->result = o->result;
-                                r->desc = o->desc;
-                                if (o->has_session) {
-                                        Netpoll__V1__SessionStats *st = &stats[m.n_replies];
-                                        netpoll__v1__session_stats__init(st);
-                                        st->descriptors = o->descriptors;
-                                        st->waiters = o->waiters;
-                                        st->timers = o->timers;
-                                        r->session = st;
-                                }
-                                r->status = (Netpoll__V1__Status *)o->status;
-                                r->clients = o->clients;
-                                r->n_clients = o->n_clients;
-                                r->descs = o->descs;
-                                r->n_descs = o->n_descs;
-                                r->more = o->more;
-                                rp[m.n_replies++] = r;
-                        } else if (o->kind == OUT_WATCH) {
-                                Netpoll__V1__WatchEvent *w = &watches[m.n_watch];
-                                netpoll__v1__watch_event__init(w);
-                                w->time_ns = (uint64_t)o->time_ns;
-                                w->kind = (Netpoll__V1__WatchKind)o->watch_kind;
-                                w->client = o->client;
-                                w->desc = o->desc;
-                                w->mode = o->mode;
-                                w->pid = o->pid;
-                                w->comm = (char *)(o->comm ? o->comm : "");
-                                wp[m.n_watch++] = w;
-                        } else {
-                                Netpoll__V1__Event *e = &events[m.n_events];
-                                netpoll__v1__event__init(e);
-                                e->desc = o->desc;
-                                e->user = o->user;
-                                e->mode = o->mode;
-                                e->result = o->result;
-                                ep[m.n_events++] = e;
+        m.replies = rp;
+        m.events = ep;
+        m.watch = wp;
+        while (take < n && take < CHUNK) {
+                const Outbound *o = &items[take];
+                size_t size;
+                if (o->kind == OUT_REPLY) {
+                        Netpoll__V1__Reply *r = &replies[m.n_replies];
+                        netpoll__v1__reply__init(r);
+                        r->id = o->id;
+                        r->result = o->result;
+                        r->desc = o->desc;
+                        size = REPLY_BOUND;
+                        if (o->has_session) {
+                                Netpoll__V1__SessionStats *st = &stats[m.n_replies];
+                                netpoll__v1__session_stats__init(st);
+                                st->descriptors = o->descriptors;
+                                st->waiters = o->waiters;
+                                st->timers = o->timers;
+                                r->session = st;
+                                size += STATS_BOUND;
                         }
+                        r->status = (Netpoll__V1__Status *)o->status;
+                        r->clients = o->clients;
+                        r->n_clients = o->n_clients;
+                        r->descs = o->descs;
+                        r->n_descs = o->n_descs;
+                        r->more = o->more;
+                        if (o->status || o->n_clients || o->n_descs)
+                                size = 6 + netpoll__v1__reply__get_packed_size(r);
+                        if (take > 0 && bound + size > cap)
+                                break;
+                        rp[m.n_replies++] = r;
+                } else if (o->kind == OUT_WATCH) {
+                        size = WATCH_BOUND;
+                        if (take > 0 && bound + size > cap)
+                                break;
+                        Netpoll__V1__WatchEvent *w = &watches[m.n_watch];
+                        netpoll__v1__watch_event__init(w);
+                        w->time_ns = (uint64_t)o->time_ns;
+                        w->kind = (Netpoll__V1__WatchKind)o->watch_kind;
+                        w->client = o->client;
+                        w->desc = o->desc;
+                        w->mode = o->mode;
+                        w->pid = o->pid;
+                        /* comm is at most 16 bytes (TASK_COMM_LEN - 1). */
+                        w->comm = (char *)(o->comm ? o->comm : "");
+                        wp[m.n_watch++] = w;
+                } else {
+                        size = EVENT_BOUND;
+                        if (take > 0 && bound + size > cap)
+                                break;
+                        Netpoll__V1__Event *e = &events[m.n_events];
+                        netpoll__v1__event__init(e);
+                        e->desc = o->desc;
+                        e->user = o->user;
+                        e->mode = o->mode;
+                        e->result = o->result;
+                        ep[m.n_events++] = e;
                 }
-                size_t size = netpoll__v1__server_message__get_packed_size(&m);
-                if (size > cap && take > 1) {
-                        take /= 2;
-                        continue;
-                }
-                /* One item always fits: a Status is far below any cap. */
-                *ret_used = take;
-                return netpoll__v1__server_message__pack(&m, buf);
+                bound += size;
+                take++;
         }
+        /* One item always fits: the largest, a chunk of a list, is far
+         * below any cap the daemon uses. */
+        *ret_used = take;
+        return netpoll__v1__server_message__pack(&m, buf);
 }
 
 size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t connection_id)
