@@ -49,7 +49,7 @@ DAEMON_SRCS := daemon/admin.c daemon/codec.c daemon/config.c daemon/listener.c d
                daemon/poller.c daemon/pollops.c daemon/server.c daemon/session.c daemon/timers.c
 COMMON_SRCS := common/arena.c
 LIB_SRCS    := client/netpoll.c client/wire.c client/desctab.c
-TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c
+TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c
 
 PB_C := $(G)/netpoll.pb-c.c
 PB_H := $(G)/netpoll.pb-c.h

@@ -18,42 +18,9 @@
 
 static int fd_baseline = -1;
 
-static int count_dir(const char *path)
-{
-        DIR *d = opendir(path);
-        struct dirent *e;
-        int n = 0;
-
-        if (!d)
-                return -errno;
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n - 1; /* the DIR's own fd */
-}
-
 int fd_count(void)
 {
-        return count_dir("/proc/self/fd");
-}
-
-int fd_count_of(pid_t pid)
-{
-        char path[64];
-        DIR *d;
-        struct dirent *e;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        d = opendir(path);
-        if (!d)
-                return -errno;
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
+        return fd_count_of(getpid());
 }
 
 void fdleak_setup(void)
@@ -72,33 +39,10 @@ void fdleak_teardown(void)
         ck_assert_msg(delta == 0, "test leaked %d fd(s)", delta);
 }
 
-int64_t test_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 const char *test_daemon_bin(void)
 {
         const char *b = getenv("NETPOLLD_BIN");
         return b && *b ? b : "./build/netpolld";
-}
-
-int test_raw_connect(const char *path)
-{
-        struct sockaddr_un addr = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        if (fd < 0)
-                return -errno;
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
-        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
 }
 
 int test_nofile(void)

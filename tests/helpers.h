@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "testlib.h"
+
 /* The suites; runner.c runs every one of them. */
 Suite *suite_fdcheck(void);
 Suite *suite_timers(void);
@@ -26,8 +28,6 @@ Suite *suite_fuzzcorpus(void);
 /* Number of open fds of this process (/proc/self/fd). */
 int fd_count(void);
 
-/* Number of open fds of process pid, or -errno. */
-int fd_count_of(pid_t pid);
 
 /* Checked fixture: every TCase adds it with tcase_add_checked_fixture
  * (fdleak_setup, fdleak_teardown); teardown fails the test when the test
@@ -66,11 +66,6 @@ const char *test_daemon_bin(void);
  * (NUL-terminated); returns its length. */
 size_t test_daemon_stderr(TestDaemon *d, char *buf, size_t len);
 
-/* CLOCK_MONOTONIC ns. */
-int64_t test_now(void);
-
-/* Opens a raw SOCK_SEQPACKET connection to path (no handshake); -errno. */
-int test_raw_connect(const char *path);
 
 /* The fd limit (soft RLIMIT_NOFILE) of this process. */
 int test_nofile(void);

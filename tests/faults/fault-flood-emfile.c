@@ -43,11 +43,11 @@ static bool closed_by_peer(int fd)
 /* Waits (at most 5 s) until the daemon's fd count stays put for 300 ms. */
 static int settle_fds(pid_t pid)
 {
-        int last = fault_fd_count(pid), stable = 0;
+        int last = fd_count_of(pid), stable = 0;
 
         for (int i = 0; i < 500 && stable < 30; i++) {
                 fault_sleep_ms(10);
-                int n = fault_fd_count(pid);
+                int n = fd_count_of(pid);
                 stable = n == last ? stable + 1 : 0;
                 last = n;
         }
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 
         int64_t cpu0 = fault_cpu_ns(dm.pid);
         for (int i = 0; i < FLOOD; i++) {
-                raw[i] = raw_connect(dm.sock);
+                raw[i] = test_raw_connect(dm.sock);
                 connected += raw[i] >= 0;
         }
         fds = settle_fds(dm.pid);
@@ -112,9 +112,9 @@ int main(int argc, char **argv)
         fault_check(np_ping(mon) == 0, "the monitor cannot ping while the table is full");
 
         /* A client arriving now is turned away, without a spin. */
-        int64_t t0 = fault_now();
+        int64_t t0 = test_now();
         r = np_connect(dm.sock, &x);
-        int64_t took = fault_now() - t0;
+        int64_t took = test_now() - t0;
         if (r == 0)
                 np_disconnect(x);
         cpu = idle_cpu(dm.pid, 2000);

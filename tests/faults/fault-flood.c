@@ -145,7 +145,7 @@ int main(int argc, char **argv)
                 /* Raw connections while full: one error datagram, then closed. */
                 int raw_refused = 0, raw_other = 0;
                 for (int i = 0; i < RAW_FLOOD; i++) {
-                        int fd = raw_connect(dm.sock);
+                        int fd = test_raw_connect(dm.sock);
                         if (fd < 0) {
                                 raw_other++;
                                 continue;
@@ -171,12 +171,12 @@ int main(int argc, char **argv)
                 atomic_store(&hammer_ok, 0);
                 atomic_store(&hammer_refused, 0);
                 atomic_store(&hammer_other, 0);
-                int64_t t0 = fault_now();
+                int64_t t0 = test_now();
                 for (int i = 0; i < HAMMER_THREADS; i++)
                         pthread_create(&t[i], NULL, hammer, NULL);
                 for (int i = 0; i < HAMMER_THREADS; i++)
                         pthread_join(t[i], NULL);
-                int64_t took = fault_now() - t0;
+                int64_t took = test_now() - t0;
                 fault_say("round %d: while full, %d raw connections refused; %d threads x %d "
                           "np_connect in %.0f ms: %d refused, %d admitted, %d other",
                           round, raw_refused, HAMMER_THREADS, HAMMER_ATTEMPTS, (double)took / 1e6,
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
         }
         (void)np_status(mon, &st);
         fault_say("accepted %llu connections in all; %d fds at the end (baseline %d)",
-                  (unsigned long long)st.accepted, fault_fd_count(dm.pid), base_fds);
+                  (unsigned long long)st.accepted, fd_count_of(dm.pid), base_fds);
         fault_check(fault_daemon_alive(&dm), "netpolld died");
         np_disconnect(mon);
         fault_daemon_stop(&dm);

@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         bool clean = true;
 
         fault_init(argc, argv, "killed");
-        rng_state = (uint64_t)fault_now() | 1;
+        rng_state = (uint64_t)test_now() | 1;
         fault_say("seed %llu", (unsigned long long)rng_state);
         limit = fault_nofile();
         npipes = fault_quick ? 4 : MAX_PIPES;
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
         fault_say("baseline: %d open fds, %llu connection(s)", base_fds,
                   (unsigned long long)st.connections);
 
-        t_start = fault_now();
+        t_start = test_now();
         for (int w = 0; w < waves && clean; w++) {
                 pid_t pids[MAX_WAVE];
                 bool racy[MAX_WAVE];
@@ -172,8 +172,8 @@ int main(int argc, char **argv)
                                 fault_sleep_ms((int64_t)(rng() % 4));
                                 kill(pids[i], SIGKILL);
                         }
-                int64_t give_up = fault_now() + 30 * NSEC_PER_SEC_F;
-                while (got < expect && fault_now() < give_up) {
+                int64_t give_up = test_now() + 30 * NSEC_PER_SEC_F;
+                while (got < expect && test_now() < give_up) {
                         struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
                         char buf[MAX_WAVE];
                         if (poll(&pfd, 1, 100) <= 0)
@@ -226,11 +226,11 @@ int main(int argc, char **argv)
                 if (!fault_check(fault_daemon_alive(&dm), "wave %d: netpolld died", w))
                         break;
         }
-        int64_t took = fault_now() - t_start;
+        int64_t took = test_now() - t_start;
 
         fault_check(not_ready == 0, "%d children could not park their waits", not_ready);
         fault_check(killed >= 1000, "only %d clients killed", killed);
-        int end_fds = fault_fd_count(dm.pid);
+        int end_fds = fd_count_of(dm.pid);
         (void)np_status(mon, &st);
         fault_say("peak while parked: %llu descriptors, %llu waiters, %llu timers",
                   (unsigned long long)peak_desc, (unsigned long long)peak_waiters,

@@ -67,7 +67,7 @@ static int probe(int sock)
 
 static int greeted(void)
 {
-        int sock = raw_connect(dm.sock);
+        int sock = test_raw_connect(dm.sock);
 
         if (sock < 0)
                 fault_die("connect: %s", strerror(-sock));
@@ -200,7 +200,7 @@ static void truncations(int kind)
         int counts[2] = { 0, 0 }, wrong = 0, hung = 0;
 
         for (size_t k = 0; k <= len; k++) {
-                int sock = kind == MSG_HELLO ? raw_connect(dm.sock) : greeted();
+                int sock = kind == MSG_HELLO ? test_raw_connect(dm.sock) : greeted();
                 if (sock < 0)
                         fault_die("connect: %s", strerror(-sock));
                 size_t n = len;
@@ -403,7 +403,7 @@ static void fds_where_none(void)
         }
 
         /* The hello with an fd; an empty datagram with an fd. */
-        sock = raw_connect(dm.sock);
+        sock = test_raw_connect(dm.sock);
         {
                 Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
                 Netpoll__V1__Hello h = NETPOLL__V1__HELLO__INIT;
@@ -542,7 +542,7 @@ static void out_of_fds(void)
         fault_daemon_start(&db, &(FaultDaemonOpts){ .nofile = 64 });
         fault_must(fault_connect(db.sock, &m2), "connect the monitor");
         fault_must(fault_connect(db.sock, &c), "connect");
-        int sock = raw_connect(db.sock);
+        int sock = test_raw_connect(db.sock);
         if (sock < 0 || raw_hello(sock, 3000) < 0)
                 fault_die("raw connect");
         int base = fault_settle(m2, db.pid, 3, &st);
@@ -552,7 +552,7 @@ static void out_of_fds(void)
                 if (r < 0)
                         break;
         }
-        fds = fault_fd_count(db.pid);
+        fds = fd_count_of(db.pid);
         fault_say("  np_open until refused: %d opened (daemon at %d fds of 64, baseline %d), "
                   "then %s",
                   n, fds, base, r ? strerror(-r) : "none refused");
@@ -605,7 +605,7 @@ static void out_of_fds(void)
                   result2 ? strerror(-result2) : "opened");
         int got = probe(sock);
         report_case(&(Case){ "raw connection after -EMFILE", ALIVE }, got);
-        fault_check(fault_fd_count(db.pid) <= 64, "daemon over its fd limit");
+        fault_check(fd_count_of(db.pid) <= 64, "daemon over its fd limit");
 
         /* Release a few: OPEN works again. */
         int released = 0;
@@ -652,7 +652,7 @@ static void socket_cycle(void)
         fault_daemon_start(&dc, NULL);
         fault_must(fault_connect(dc.sock, &m3), "connect the monitor");
         int base = fault_settle(m3, dc.pid, 1, &st);
-        int a = raw_connect(dc.sock), b = raw_connect(dc.sock);
+        int a = test_raw_connect(dc.sock), b = test_raw_connect(dc.sock);
         if (a < 0 || b < 0 || raw_hello(a, 3000) < 0 || raw_hello(b, 3000) < 0)
                 fault_die("raw connect");
         Netpoll__V1__Request q = raw_request(31, NETPOLL__V1__OP__OP_OPEN, 0, 0, 0);
@@ -668,7 +668,7 @@ static void socket_cycle(void)
                 if (!ended)
                         fault_sleep_ms(10);
         }
-        int fds = fault_fd_count(dc.pid);
+        int fds = fd_count_of(dc.pid);
         fault_say("(info) two connections registering each other's socket: OPEN %s / %s; 2 s "
                   "after both clients closed: %llu connections, %llu descriptors, %d fds "
                   "(baseline %d)%s",

@@ -425,7 +425,7 @@ int main(int argc, char **argv)
 
         fault_init(argc, argv, "misuse");
         ops_per_thread = fault_quick ? 4000 : 50000;
-        atomic_store(&seed_base, (uint64_t)fault_now());
+        atomic_store(&seed_base, (uint64_t)test_now());
         fault_say("seed %llu; %d connections x %d threads x %d random calls, %d shared slots "
                   "per connection",
                   (unsigned long long)atomic_load(&seed_base), CONNS, THREADS_PER_CONN,
@@ -442,13 +442,13 @@ int main(int argc, char **argv)
                         conns[c].slot[i] = (Slot){ .state = SLOT_EMPTY, .fd = -1 };
                 fault_must(fault_connect(dm.sock, &conns[c].c), "connect");
         }
-        int64_t t0 = fault_now();
+        int64_t t0 = test_now();
         pthread_create(&tick, NULL, ticker, NULL);
         for (int i = 0; i < CONNS * THREADS_PER_CONN; i++)
                 pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
         for (int i = 0; i < CONNS * THREADS_PER_CONN; i++)
                 pthread_join(t[i], NULL);
-        int64_t took = fault_now() - t0;
+        int64_t took = test_now() - t0;
         atomic_store(&stop_ticker, 1);
         pthread_join(tick, NULL);
         fault_say("%ld calls in %.1f s; %ld results outside the allowed sets", atomic_load(&calls),

@@ -132,7 +132,7 @@ static void __attribute__((noreturn)) slow_main(const char *path, int k, int ctl
 {
         uint64_t *d = calloc((size_t)k, sizeof(*d));
         int *w = calloc((size_t)k, sizeof(*w));
-        int sock = raw_connect(path), r, round;
+        int sock = test_raw_connect(path), r, round;
 
         /* The storm's CPU is the slow client's own business: at nice 19 it
          * competes less with the daemon and the latency client on a small
@@ -150,8 +150,8 @@ static void __attribute__((noreturn)) slow_main(const char *path, int k, int ctl
         }
         report(ctl, 'o', k);
         /* From here on it never reads. */
-        int64_t give_up = fault_now() + 60 * NSEC_PER_SEC_F;
-        for (round = 0; round < MAX_ROUNDS && fault_now() < give_up; round++) {
+        int64_t give_up = test_now() + 60 * NSEC_PER_SEC_F;
+        for (round = 0; round < MAX_ROUNDS && test_now() < give_up; round++) {
                 r = slow_arm_all(sock, k, d);
                 if (r < 0)
                         break;
@@ -195,7 +195,7 @@ static void *latency_writer(void *arg)
                 /* Let the wait park first: this measures a wake. */
                 struct timespec ts = { .tv_nsec = 300 * 1000 };
                 nanosleep(&ts, NULL);
-                atomic_store(&lat.t_write, fault_now());
+                atomic_store(&lat.t_write, test_now());
                 (void)!write(lat.pipe[1], "x", 1);
                 sem_post(&lat.written);
         }
@@ -210,7 +210,7 @@ static void *latency_sampler(void *arg)
         for (size_t i = 0; i < MAX_SAMPLES && !atomic_load(&lat.stop); i++) {
                 sem_post(&lat.go);
                 int r = np_wait(lat.c, lat.d, NP_READ);
-                int64_t t = fault_now();
+                int64_t t = test_now();
                 sem_wait(&lat.written);
                 (void)!read(lat.pipe[0], buf, sizeof(buf));
                 if (r != NP_OK) {
@@ -329,10 +329,10 @@ int main(int argc, char **argv)
         pthread_create(&t_w, NULL, latency_writer, NULL);
         pthread_create(&t_s, NULL, latency_sampler, NULL);
 
-        int64_t before_from = fault_now();
+        int64_t before_from = test_now();
         for (int i = 0; i < 2000 && atomic_load(&lat.n) < BEFORE_SAMPLES; i++)
                 fault_sleep_ms(5);
-        int64_t before_to = fault_now();
+        int64_t before_to = test_now();
 
         int min_storms = fault_quick ? 2 : 4;
         for (; storms < MAX_STORMS && (during < DURING_SAMPLES || storms < min_storms); storms++) {
@@ -354,9 +354,9 @@ int main(int argc, char **argv)
                         fault_die("storm %d: the slow client could not open its pipes (%c %s)",
                                   storms, what ? what : '-', strerror(-value));
                 }
-                storm_from[storms] = fault_now();
+                storm_from[storms] = test_now();
                 what = read_report(ctl[0], 90000, &value);
-                storm_to[storms] = fault_now();
+                storm_to[storms] = test_now();
                 close(ctl[0]);
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
                 int fds = -1;
                 bool back = false;
                 for (int i = 0; i < 500 && !back; i++) {
-                        fds = fault_fd_count(dm.pid);
+                        fds = fd_count_of(dm.pid);
                         back = np_status(mon, &st) == 0 && st.connections == 2 &&
                                st.descriptors == 1 && fds == base_fds;
                         if (!back)

@@ -56,7 +56,7 @@ static int64_t realtime_offset(void)
         struct timespec r;
 
         clock_gettime(CLOCK_REALTIME, &r);
-        return (int64_t)r.tv_sec * NSEC_PER_SEC_F + r.tv_nsec - fault_now();
+        return (int64_t)r.tv_sec * NSEC_PER_SEC_F + r.tv_nsec - test_now();
 }
 
 static void *manager(void *arg)
@@ -83,7 +83,7 @@ static void *manager(void *arg)
                         continue;
                 /* When the kernel queued it, not when this thread got to
                  * it: our own scheduling must not count as a daemon gap. */
-                int64_t now = fault_now();
+                int64_t now = test_now();
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
                         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
                                 struct timespec ts;
@@ -172,9 +172,9 @@ static void *pinger(void *arg)
 {
         (void)arg;
         for (int i = 0; i < pg.cap && !atomic_load(&pg.stop); i++) {
-                int64_t t0 = fault_now();
+                int64_t t0 = test_now();
                 int r = np_ping(pg.c);
-                int64_t t1 = fault_now();
+                int64_t t1 = test_now();
                 if (r < 0)
                         atomic_fetch_add(&pg.errors, 1);
                 pg.start[i] = t0;
@@ -256,23 +256,23 @@ static void storm(int round, int n)
                 fault_die("out of memory");
         for (int i = 0; i < 1024; i++)
                 qs[i] = &q[i];
-        int c = raw_connect(dm.sock);
+        int c = test_raw_connect(dm.sock);
         if (c < 0 || raw_hello(c, 5000) < 0)
                 fault_die("connect the storm client");
 
         /* Register n eventfds and arm a read wait on each. */
-        int64_t t_reg = fault_now();
+        int64_t t_reg = test_now();
         storm_register(c, n, efd, d, q, qs);
         storm_send_all(c, n, d, NETPOLL__V1__OP__OP_ARM, 0, q, qs);
         fault_must(sync_ping(c), "ping after the arms");
-        int64_t reg_took = fault_now() - t_reg;
+        int64_t reg_took = test_now() - t_reg;
 
         /* One absolute deadline for all, 500 ms ahead. */
-        int64_t t_set = fault_now();
+        int64_t t_set = test_now();
         int64_t deadline = t_set + 500 * NSEC_PER_MSEC_F;
         storm_send_all(c, n, d, NETPOLL__V1__OP__OP_SET_DEADLINE, deadline, q, qs);
         fault_must(sync_ping(c), "ping after the deadlines");
-        int64_t set_took = fault_now() - t_set, set_left = deadline - fault_now();
+        int64_t set_took = test_now() - t_set, set_left = deadline - test_now();
         fault_check(set_left > 100 * NSEC_PER_MSEC_F,
                     "storm %d: setting %d deadlines took too long (%.0f ms left)", round, n,
                     (double)set_left / 1e6);
@@ -295,10 +295,10 @@ static void storm(int round, int n)
         /* Collect the outcomes. */
         int got = 0, timeouts = 0, wrong = 0, early = 0, dup = 0;
         int64_t first = 0, last = 0, give_up = deadline + 60 * NSEC_PER_SEC_F;
-        while (got < n && fault_now() < give_up) {
+        while (got < n && test_now() < give_up) {
                 Netpoll__V1__ServerMessage *m;
                 int r = raw_recv(c, 1000, &m);
-                int64_t now = fault_now();
+                int64_t now = test_now();
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r <= 0)
@@ -375,13 +375,13 @@ static void storm(int round, int n)
                  * every descriptor holds the loop (the watchdog shows it). */
                 np_desc_info *di = NULL;
                 size_t nd = 0;
-                int64_t t_list = fault_now();
+                int64_t t_list = test_now();
                 int lr = np_list_descs(mon, 0, &di, &nd);
-                int64_t list_took = fault_now() - t_list;
+                int64_t list_took = test_now() - t_list;
                 free(di);
                 fault_sleep_ms(250);
                 int64_t list_at, list_gap = watchdog_gap(t_list - 100 * NSEC_PER_MSEC_F,
-                                                         fault_now(), &wd_count, &list_at);
+                                                         test_now(), &wd_count, &list_at);
                 fault_say("(info) np_list_descs of %zu descriptors: %s in %.0f ms; longest "
                           "WATCHDOG=1 gap around it %.0f ms",
                           nd, lr ? strerror(-lr) : "listed", (double)list_took / 1e6,
@@ -389,14 +389,14 @@ static void storm(int round, int n)
         }
 
         /* Drop the storm connection with everything still registered. */
-        int64_t t_drop = fault_now();
+        int64_t t_drop = test_now();
         close(c);
         for (int i = 0; i < n; i++)
                 close(efd[i]);
         bool back = fault_await_baseline(mon, dm.pid, 2, base_fds, 10000, &st, &fds);
         fault_say("storm %d: after dropping its connection (%.0f ms): %llu descriptors, %llu "
                   "waiters, %llu timers, %d fds (baseline %d), %d leaked",
-                  round, (double)(fault_now() - t_drop) / 1e6, (unsigned long long)st.descriptors,
+                  round, (double)(test_now() - t_drop) / 1e6, (unsigned long long)st.descriptors,
                   (unsigned long long)st.waiters, (unsigned long long)st.timers, fds, base_fds,
                   fds - base_fds);
         fault_check(back, "storm %d: not back at baseline", round);
@@ -467,7 +467,7 @@ int main(int argc, char **argv)
                 storm(round, n);
 
         int wd_all;
-        int64_t wd_all_at, wd_gap_all = watchdog_gap(0, fault_now(), &wd_all, &wd_all_at);
+        int64_t wd_all_at, wd_gap_all = watchdog_gap(0, test_now(), &wd_all, &wd_all_at);
         fault_say("watchdog over the whole run (registration included, not part of the "
                   "verdict): %d WATCHDOG=1, longest gap %.1f ms; %d STATUS= lines",
                   wd_all, (double)wd_gap_all / 1e6, atomic_load(&sm.status));

@@ -22,11 +22,12 @@ faults: $(FAULT_BINS)
 # no Check flags, the harness header beside the sources.
 $(O)/tests/faults/%.o: tests/faults/%.c $(PB_H)
 	@mkdir -p $(@D)
-	$(CC) $(NP_CFLAGS) $(CFLAGS) -Itests/faults -c -o $@ $<
+	$(CC) $(NP_CFLAGS) $(CFLAGS) -Itests/faults -Itests -c -o $@ $<
 
 # The generated protobuf-c code comes in as the daemon's non-PIC object, so
 # raw traffic does not rely on what libnetpoll.a happens to contain.
-FAULT_OBJS := $(O)/tests/faults/harness.o $(O)/tests/faults/raw.o $(O)/gen/netpoll.pb-c.o
+FAULT_OBJS := $(O)/tests/faults/harness.o $(O)/tests/faults/raw.o $(O)/tests/testlib.o \
+              $(O)/gen/netpoll.pb-c.o
 
 $(B)/faults/fault-%: $(O)/tests/faults/fault-%.o $(FAULT_OBJS) $(B)/libnetpoll.a
 	@mkdir -p $(@D)

@@ -145,14 +145,6 @@ void fault_must(int r, const char *what)
                 fault_die("%s: %s", what, strerror(-r));
 }
 
-int64_t fault_now(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * NSEC_PER_SEC_F + ts.tv_nsec;
-}
-
 void fault_sleep_ms(int64_t ms)
 {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * NSEC_PER_MSEC_F };
@@ -187,7 +179,7 @@ static const char *daemon_bin(void)
 
 static bool connectable(const char *path)
 {
-        int fd = raw_connect(path);
+        int fd = test_raw_connect(path);
 
         if (fd < 0)
                 return false;
@@ -281,7 +273,7 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
                         daemons[i] = d;
                         break;
                 }
-        int64_t give_up = fault_now() + 10 * NSEC_PER_SEC_F;
+        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
         while (!connectable(d->sock)) {
                 if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
                         d->pid = -1;
@@ -289,7 +281,7 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
                         fault_die("netpolld (%s) exited at start (status %#x): %s", daemon_bin(),
                                   status, log);
                 }
-                if (fault_now() > give_up)
+                if (test_now() > give_up)
                         fault_die("netpolld did not accept connections within 10 s");
                 fault_sleep_ms(5);
         }
@@ -317,12 +309,12 @@ int fault_daemon_stop(FaultDaemon *d)
 
         if (d->pid > 0) {
                 kill(d->pid, SIGTERM);
-                int64_t give_up = fault_now() + 10 * NSEC_PER_SEC_F;
+                int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
                 for (;;) {
                         pid_t r = waitpid(d->pid, &status, WNOHANG);
                         if (r == d->pid || (r < 0 && errno != EINTR))
                                 break;
-                        if (fault_now() > give_up) {
+                        if (test_now() > give_up) {
                                 kill(d->pid, SIGKILL);
                                 waitpid(d->pid, &status, 0);
                                 break;
@@ -381,23 +373,6 @@ char *fault_daemon_log(const FaultDaemon *d)
 }
 
 /* ---- /proc ---- */
-
-int fault_fd_count(pid_t pid)
-{
-        char path[64];
-        struct dirent *e;
-        DIR *dir;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        dir = opendir(path);
-        if (!dir)
-                return -errno;
-        while ((e = readdir(dir)))
-                n += e->d_name[0] != '.';
-        closedir(dir);
-        return pid == getpid() ? n - 1 : n;
-}
 
 int64_t fault_cpu_ns(pid_t pid)
 {
@@ -477,16 +452,16 @@ int fault_connect(const char *path, np_client **ret)
 bool fault_await_baseline(np_client *mon, pid_t pid, uint64_t conns, int fds, int timeout_ms,
                           struct np_status *st, int *ret_fds)
 {
-        int64_t give_up = fault_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
+        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
         bool ok = false;
 
         for (;;) {
                 int r = np_status(mon, st);
-                int n = fault_fd_count(pid);
+                int n = fd_count_of(pid);
                 *ret_fds = n;
                 ok = r == 0 && st->connections == conns && st->descriptors == 0 &&
                      st->waiters == 0 && st->timers == 0 && n == fds;
-                if (ok || r < 0 || fault_now() > give_up)
+                if (ok || r < 0 || test_now() > give_up)
                         return ok;
                 fault_sleep_ms(10);
         }
@@ -494,7 +469,7 @@ bool fault_await_baseline(np_client *mon, pid_t pid, uint64_t conns, int fds, in
 
 int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st)
 {
-        int64_t give_up = fault_now() + 5 * NSEC_PER_SEC_F;
+        int64_t give_up = test_now() + 5 * NSEC_PER_SEC_F;
 
         for (;;) {
                 int r = np_status(mon, st);
@@ -503,11 +478,11 @@ int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st
                 if (st->connections == conns && st->descriptors == 0 && st->waiters == 0 &&
                     st->timers == 0) {
                         /* Once more, so /proc and the status agree. */
-                        int n = fault_fd_count(pid);
+                        int n = fd_count_of(pid);
                         if (np_status(mon, st) == 0 && (int)st->open_fds == n)
                                 return n;
                 }
-                if (fault_now() > give_up)
+                if (test_now() > give_up)
                         fault_die("the daemon did not settle: %llu connections, %llu "
                                   "descriptors, %llu open fds",
                                   (unsigned long long)st->connections,
@@ -584,12 +559,12 @@ int other_uid_release(OtherUid *o)
                 return -1;
         (void)!write(o->ctl, "x", 1);
         close(o->ctl);
-        int64_t give_up = fault_now() + 10 * NSEC_PER_SEC_F;
+        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
         for (;;) {
                 pid_t r = waitpid(o->pid, &status, WNOHANG);
                 if (r == o->pid || (r < 0 && errno != EINTR))
                         break;
-                if (fault_now() > give_up) {
+                if (test_now() > give_up) {
                         kill(o->pid, SIGKILL);
                         waitpid(o->pid, &status, 0);
                         break;

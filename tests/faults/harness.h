@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "netpoll.h"
+#include "testlib.h"
 #include "netpoll.pb-c.h"
 
 #define NSEC_PER_MSEC_F INT64_C(1000000)
@@ -46,8 +47,6 @@ void fault_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 
 /* Dies with what if r < 0 (r a negative errno). */
 void fault_must(int r, const char *what);
-
-int64_t fault_now(void);
 void fault_sleep_ms(int64_t ms);
 
 /* The soft RLIMIT_NOFILE of this process, raised to its hard limit first. */
@@ -87,8 +86,7 @@ char *fault_daemon_log(const FaultDaemon *d);
 
 /* ---- /proc figures ---- */
 
-/* Open fds of pid, or -errno. */
-int fault_fd_count(pid_t pid);
+/* fd_count_of (testlib.h) gives a process's open fds. */
 
 /* utime + stime of pid in ns, or -errno. */
 int64_t fault_cpu_ns(pid_t pid);
@@ -151,8 +149,7 @@ int other_uid_release(OtherUid *o);
 
 /* ---- raw protocol (raw.c) ---- */
 
-/* A SOCK_SEQPACKET connection to path, no handshake; -errno. */
-int raw_connect(const char *path);
+/* test_raw_connect (testlib.h) opens a connection without a handshake. */
 
 /* Sends buf[0..len) as one datagram with fds (borrowed) as SCM_RIGHTS. */
 int raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds);

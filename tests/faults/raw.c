@@ -18,22 +18,6 @@
 #define MAX_MESSAGE_BYTES (64 * 1024)
 #define MAX_FDS 253
 
-int raw_connect(const char *path)
-{
-        struct sockaddr_un addr = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        if (fd < 0)
-                return -errno;
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
-        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        return fd;
-}
-
 int raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {
         union {
@@ -153,11 +137,11 @@ int raw_hello(int sock, int timeout_ms)
 
 int raw_await_reply(int sock, uint64_t id, int timeout_ms, int32_t *ret_result, uint64_t *ret_desc)
 {
-        int64_t give_up = fault_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
+        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
 
         for (int i = 0; i < 100000; i++) {
                 Netpoll__V1__ServerMessage *m;
-                int64_t left = (give_up - fault_now()) / NSEC_PER_MSEC_F;
+                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
                 int r = raw_recv(sock, left > 0 ? (int)left : 0, &m);
                 if (r <= 0)
                         return r == -EBADMSG ? -EBADMSG : r;

@@ -1,0 +1,51 @@
+/* Check-free test support; see testlib.h. */
+#include "testlib.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t test_now(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int fd_count_of(pid_t pid)
+{
+        char path[64];
+        struct dirent *e;
+        DIR *d;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        d = opendir(path);
+        if (!d)
+                return -errno;
+        while ((e = readdir(d)))
+                n += e->d_name[0] != '.';
+        closedir(d);
+        return pid == getpid() ? n - 1 : n;
+}
+
+int test_raw_connect(const char *path)
+{
+        struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return -errno;
+        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}

@@ -1,0 +1,19 @@
+/*
+ * Test support with no Check dependency, shared by the Check suites
+ * (through helpers.h) and the standalone fault programs (tests/faults/).
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CLOCK_MONOTONIC ns. */
+int64_t test_now(void);
+
+/* Open fds of process pid (/proc/PID/fd; for this process, not counting
+ * the directory's own), or -errno. */
+int fd_count_of(pid_t pid);
+
+/* Opens a raw SOCK_SEQPACKET connection to path (no handshake): the fd,
+ * or -errno. */
+int test_raw_connect(const char *path);
