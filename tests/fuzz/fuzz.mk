@@ -168,7 +168,8 @@ check-valgrind: deps fuzz-deps
 TSAN_B   := $(B)/tsan
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
 
-$(B)/tsan-threads: $(O)/tests/fuzz/tsan-threads.o $(O)/tests/helpers.o $(B)/libnetpoll.a
+$(B)/tsan-threads: $(O)/tests/fuzz/tsan-threads.o $(O)/tests/helpers.o $(O)/tests/testlib.o \
+                   $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c) \
 	    $(TEST_LIBS)
 $(O)/tests/fuzz/tsan-threads.o: $(PB_H)
