@@ -34,7 +34,9 @@ O := $(B)/obj
 
 PKGS      := libsystemd libprotobuf-c inih
 TEST_PKGS := check
-DEB_PKGS  := libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libinih-dev pkg-config
+# systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started).
+DEB_PKGS  := libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libinih-dev pkg-config \
+             systemd
 
 # Lazy (=): evaluated when a recipe runs, after `deps` may have installed them.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -70,10 +72,11 @@ all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpol
 
 deps:
 	@if pkg-config --exists $(PKGS) $(TEST_PKGS) 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
-	    command -v protoc-c >/dev/null; then exit 0; fi; \
+	    ( for t in protoc-c systemd-analyze systemd-socket-activate; do \
+	        command -v $$t >/dev/null || exit 1; done ); then exit 0; fi; \
 	missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	[ -n "$$missing" ] || { echo "deps: packages installed but pkg-config cannot find them" >&2; exit 1; }; \
+	[ -n "$$missing" ] || { echo "deps: the packages are installed, but pkg-config or PATH does not find them (libraries, protoc-c, systemd-analyze, systemd-socket-activate)" >&2; exit 1; }; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: installing $$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
