@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -48,4 +49,36 @@ int test_raw_connect(const char *path)
                 return r;
         }
         return fd;
+}
+
+int64_t test_cpu_ns(pid_t pid)
+{
+        struct timespec ts;
+        clockid_t clk;
+        int r = clock_getcpuclockid(pid, &clk);
+
+        if (r != 0)
+                return -r;
+        if (clock_gettime(clk, &ts) < 0)
+                return -errno;
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+long test_proc_status_kib(pid_t pid, const char *field)
+{
+        char path[64], line[256];
+        size_t len = strlen(field);
+        long kib = -ENOENT;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, field, len) == 0 && line[len] == ':' &&
+                    sscanf(line + len + 1, "%ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
 }

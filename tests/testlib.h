@@ -17,3 +17,11 @@ int fd_count_of(pid_t pid);
 /* Opens a raw SOCK_SEQPACKET connection to path (no handshake): the fd,
  * or -errno. */
 int test_raw_connect(const char *path);
+
+/* CPU time (user + system) of process pid so far, in ns, from its process
+ * CPU clock; or -errno. */
+int64_t test_cpu_ns(pid_t pid);
+
+/* A "Name: N kB" field of /proc/PID/status (VmRSS, RssAnon, ...) in KiB,
+ * or -errno (-ENOENT when the field is missing). */
+long test_proc_status_kib(pid_t pid, const char *field);

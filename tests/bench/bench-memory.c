@@ -48,7 +48,7 @@ static long sleep_rss(void)
                         break;
         }
         usleep(50 * 1000); /* let the dynamic loader finish */
-        kib = proc_rss_anon_kib(pid);
+        kib = test_proc_status_kib(pid, "RssAnon");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         if (kib < 0)
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
                 bench_die("out of memory");
 
         bench_daemon_start(&d, "memory");
-        long idle = proc_rss_anon_kib(d.pid);
+        long idle = test_proc_status_kib(d.pid, "RssAnon");
         np_client *c = bench_connect(&d);
         for (size_t i = 0; i <= n; i++) {
                 fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -80,11 +80,11 @@ int main(int argc, char **argv)
         }
         bench_check(np_open(c, fds[0], 0, &desc), "np_open");
         bench_check(np_ping(c), "np_ping");
-        long before = proc_rss_anon_kib(d.pid);
+        long before = test_proc_status_kib(d.pid, "RssAnon");
         for (size_t i = 1; i <= n; i++)
                 bench_check(np_open(c, fds[i], i, &desc), "np_open");
         bench_check(np_ping(c), "np_ping");
-        long after = proc_rss_anon_kib(d.pid);
+        long after = test_proc_status_kib(d.pid, "RssAnon");
         if (idle < 0 || before < 0 || after < 0)
                 bench_die("cannot read the daemon's RssAnon");
         np_disconnect(c);

@@ -435,33 +435,3 @@ bool wait_until_sleeping(pid_t pid, pid_t tid)
         }
 }
 
-long proc_rss_anon_kib(pid_t pid)
-{
-        char path[64], line[256];
-        long kib = -ENOENT;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
-                        break;
-        fclose(f);
-        return kib;
-}
-
-int64_t proc_cpu_ns(pid_t pid)
-{
-        struct timespec ts;
-        clockid_t clk;
-        int r;
-
-        r = clock_getcpuclockid(pid, &clk);
-        if (r != 0)
-                return -r;
-        if (clock_gettime(clk, &ts) < 0)
-                return -errno;
-        return (int64_t)ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
-}

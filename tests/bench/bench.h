@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "clock.h"
+#include "testlib.h"
 
 /* What bench_init() parsed from the command line. */
 typedef struct BenchOptions {
@@ -133,8 +134,5 @@ char proc_state(pid_t pid, pid_t tid);
  * timeout.  Used so that every wake-up we time really is a wake-up. */
 bool wait_until_sleeping(pid_t pid, pid_t tid);
 
-/* RssAnon of pid in KiB, or -errno. */
-long proc_rss_anon_kib(pid_t pid);
-
-/* CPU time of process pid so far, in ns (the process CPU clock), or -errno. */
-int64_t proc_cpu_ns(pid_t pid);
+/* test_cpu_ns and test_proc_status_kib (testlib.h) read a process's CPU
+ * time and its /proc status fields. */

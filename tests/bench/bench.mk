@@ -21,7 +21,8 @@ BENCH_QUICK := $(if $(filter-out 0 no,$(QUICK)),1,0)
 
 BENCH_PROGS := wake throughput deadline precision storm scale memory startup
 BENCH_BINS := $(BENCH_PROGS:%=$(BENCH_OUT)/bench-%)
-BENCH_LIB_OBJS := $(BENCH_OBJ)/bench.o $(BENCH_OBJ)/baseline.o $(BENCH_OBJ)/load.o
+BENCH_LIB_OBJS := $(BENCH_OBJ)/bench.o $(BENCH_OBJ)/baseline.o $(BENCH_OBJ)/load.o \
+                  $(O)/tests/testlib.o
 BENCH_DEPS := $(BENCH_BINS) $(BENCH_OUT)/bench-report $(B)/netpolld
 BENCH_GO_ENV := GOCACHE=$(abspath $(BENCH_OUT))/gocache GOPATH=$(abspath $(BENCH_OUT))/gopath \
                 GOPROXY=off GOFLAGS= GOTOOLCHAIN=local
@@ -34,7 +35,7 @@ BENCH_GO_ENV := GOCACHE=$(abspath $(BENCH_OUT))/gocache GOPATH=$(abspath $(BENCH
 
 $(BENCH_OBJ)/%.o: $(BENCH_SRC)/%.c
 	@mkdir -p $(@D)
-	$(CC) $(NP_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(NP_CFLAGS) $(CFLAGS) -Itests -c -o $@ $<
 
 $(BENCH_OUT)/bench-%: $(BENCH_OBJ)/bench-%.o $(BENCH_LIB_OBJS) $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) -lm

@@ -107,10 +107,10 @@ static size_t drain(Load *l, size_t i)
 
 static int64_t cpu_now(pid_t daemon_pid)
 {
-        int64_t t = proc_cpu_ns(getpid());
+        int64_t t = test_cpu_ns(getpid());
 
         if (daemon_pid > 0)
-                t += proc_cpu_ns(daemon_pid);
+                t += test_cpu_ns(daemon_pid);
         return t;
 }
 

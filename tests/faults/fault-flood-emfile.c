@@ -56,9 +56,9 @@ static int settle_fds(pid_t pid)
 
 static int64_t idle_cpu(pid_t pid, int64_t ms)
 {
-        int64_t a = fault_cpu_ns(pid);
+        int64_t a = test_cpu_ns(pid);
         fault_sleep_ms(ms);
-        return fault_cpu_ns(pid) - a;
+        return test_cpu_ns(pid) - a;
 }
 
 int main(int argc, char **argv)
@@ -83,13 +83,13 @@ int main(int argc, char **argv)
         fault_check(st.fd_limit == NOFILE, "the daemon's fd limit is %llu, not %d",
                     (unsigned long long)st.fd_limit, NOFILE);
 
-        int64_t cpu0 = fault_cpu_ns(dm.pid);
+        int64_t cpu0 = test_cpu_ns(dm.pid);
         for (int i = 0; i < FLOOD; i++) {
                 raw[i] = test_raw_connect(dm.sock);
                 connected += raw[i] >= 0;
         }
         fds = settle_fds(dm.pid);
-        int64_t flood_cpu = fault_cpu_ns(dm.pid) - cpu0;
+        int64_t flood_cpu = test_cpu_ns(dm.pid) - cpu0;
         int dropped = 0;
         for (int i = 0; i < FLOOD; i++)
                 dropped += raw[i] >= 0 && closed_by_peer(raw[i]);

@@ -79,9 +79,9 @@ static int root_flood(np_client **c, int max, int *refusals, int *eusers, int *f
 
 static int64_t idle_cpu(pid_t pid, int64_t ms)
 {
-        int64_t a = fault_cpu_ns(pid);
+        int64_t a = test_cpu_ns(pid);
         fault_sleep_ms(ms);
-        return fault_cpu_ns(pid) - a;
+        return test_cpu_ns(pid) - a;
 }
 
 int main(int argc, char **argv)

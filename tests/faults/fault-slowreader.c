@@ -238,7 +238,7 @@ static void *rss_sampler(void *arg)
 {
         (void)arg;
         for (int i = 0; i < 200000 && !atomic_load(&rss.stop); i++) {
-                int64_t v = fault_rss(rss.pid);
+                int64_t v = test_proc_status_kib(rss.pid, "VmRSS") * 1024;
                 if (v > atomic_load(&rss.peak))
                         atomic_store(&rss.peak, v);
                 atomic_fetch_add(&rss.samples, 1);
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
                 fault_die("pipe: %s", strerror(errno));
         fault_must(np_open(lat.c, lat.pipe[0], 1, &lat.d), "np_open (latency pipe)");
         base_fds++; /* the daemon's copy of the latency pipe */
-        int64_t base_rss = fault_rss(dm.pid);
+        int64_t base_rss = test_proc_status_kib(dm.pid, "VmRSS") * 1024;
         int64_t cap = base_rss + RSS_HEADROOM;
         fault_say("slow client: %d pipes, max_output_bytes %d; daemon baseline %d fds, RSS %.1f "
                   "MiB, cap %.1f MiB (baseline + 16 MiB)",

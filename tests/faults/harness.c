@@ -374,48 +374,6 @@ char *fault_daemon_log(const FaultDaemon *d)
 
 /* ---- /proc ---- */
 
-int64_t fault_cpu_ns(pid_t pid)
-{
-        char path[64], buf[1024];
-        unsigned long long ut, st;
-        ssize_t n;
-        int fd;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return -EIO;
-        buf[n] = '\0';
-        /* Fields after the command (which may hold anything): state is 3,
-         * utime 14, stime 15. */
-        char *p = strrchr(buf, ')');
-        if (!p ||
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-                return -EIO;
-        return (int64_t)(ut + st) * (NSEC_PER_SEC_F / sysconf(_SC_CLK_TCK));
-}
-
-int64_t fault_rss(pid_t pid)
-{
-        char path[64], line[256];
-        long long kb = -1;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
-                        break;
-        fclose(f);
-        return kb < 0 ? -EIO : kb * 1024;
-}
-
 /* ---- statistics ---- */
 
 static int cmp_i64(const void *a, const void *b)

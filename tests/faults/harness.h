@@ -88,11 +88,8 @@ char *fault_daemon_log(const FaultDaemon *d);
 
 /* fd_count_of (testlib.h) gives a process's open fds. */
 
-/* utime + stime of pid in ns, or -errno. */
-int64_t fault_cpu_ns(pid_t pid);
-
-/* VmRSS of pid in bytes, or -errno. */
-int64_t fault_rss(pid_t pid);
+/* test_cpu_ns and test_proc_status_kib (testlib.h) read a process's CPU
+ * time and its /proc status fields (VmRSS, in KiB). */
 
 /* ---- statistics ---- */
 
