@@ -49,6 +49,8 @@ typedef struct Server {
         int listen_fd;
         struct sockaddr_un listen_addr; /* its address, to recognise connections to us */
         socklen_t listen_addr_len;
+        dev_t listen_dev; /* the listening socket's inode, to recognise it */
+        ino_t listen_ino;
         bool listen_owned; /* we bound it (not socket activation): unlink at exit */
         dev_t sock_dev;    /* the socket file we created, to unlink only ours */
         ino_t sock_ino;
@@ -100,7 +102,7 @@ void server_done(Server *s);
 void server_reap(Server *s, bool all);
 
 /* Whether fd (borrowed) is one of the daemon's own files: its poller fds,
- * its listener, or a connection to it (any client's).  Registering one
+ * its signalfd, its listener, or a connection to it (any client's).  Registering one
  * would make the daemon poll itself. */
 bool server_owns_file(const Server *s, int fd);
 
