@@ -1103,6 +1103,29 @@ START_TEST(test_hostile_second_hello)
 }
 END_TEST
 
+/* A zero-length datagram is an empty message, not end of file: before the
+ * hello it is a protocol error like any non-hello; after it, a no-op that
+ * leaves the connection served. */
+START_TEST(test_hostile_empty_datagram_is_a_message_not_eof)
+{
+        Hostile h;
+
+        hostile_begin(&h);
+        int fd = test_raw_connect(h.d.sock);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(raw_send_bytes(fd, "", 0, NULL, 0), 0);
+        ck_assert_int_eq(expect_dropped(fd), 0);
+        close(fd);
+
+        fd = raw_hello(h.d.sock);
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(raw_send_bytes(fd, "", 0, NULL, 0), 0);
+        raw_ping(fd, 7); /* still served, and in order */
+        close(fd);
+        hostile_end(&h, 1);
+}
+END_TEST
+
 START_TEST(test_hostile_hello_version_2_gets_eproto)
 {
         Hostile h;
@@ -1138,8 +1161,8 @@ END_TEST
 /*
  * Every prefix of a request datagram after the hello.  A cut between two
  * requests leaves a valid, shorter datagram: its requests are answered and
- * the connection lives.  Any other cut is undecodable: dropped.  (The
- * empty datagram reads as end-of-file on SOCK_SEQPACKET: dropped too.)
+ * the connection lives; so does the empty prefix, an empty message.  Any
+ * other cut is undecodable: dropped.
  */
 START_TEST(test_hostile_every_truncation_of_a_request_datagram)
 {
@@ -1208,7 +1231,7 @@ START_TEST(test_hostile_every_truncation_of_a_request_datagram)
                         }
                         netpoll__v1__server_message__free_unpacked(sm, NULL);
                 }
-                if (k > 0) {
+                if (k >= 0) {
                         ck_assert_msg(marker, "cut %zu (%d whole requests): dropped", cut, k);
                         for (int i = 0; i < N; i++)
                                 ck_assert_msg(answered[i] == (i < k),
@@ -1218,8 +1241,7 @@ START_TEST(test_hostile_every_truncation_of_a_request_datagram)
                         ck_assert_msg(dropped, "cut %zu: undecodable prefix not dropped", cut);
                         for (int i = 0; i < N; i++)
                                 ck_assert(!answered[i]);
-                        if (cut > 0)
-                                drops++;
+                        drops++;
                 }
                 close(fd);
                 wait_fd_count(&h.d, h.baseline);
@@ -1739,6 +1761,7 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_hostile_garbage_first_datagram);
         tcase_add_test(tc, test_hostile_requests_before_hello);
         tcase_add_test(tc, test_hostile_second_hello);
+        tcase_add_test(tc, test_hostile_empty_datagram_is_a_message_not_eof);
         tcase_add_test(tc, test_hostile_hello_version_2_gets_eproto);
         tcase_add_test(tc, test_hostile_every_truncation_of_a_request_datagram);
         tcase_add_test(tc, test_hostile_oversized_datagram);

@@ -8,9 +8,10 @@
  *  - every truncation of four valid messages (a hello; requests on unknown
  *    ids; an OPEN carrying an fd; pipelined requests on a live descriptor).
  *    The expected outcome of each prefix is what protobuf-c makes of it: an
- *    undecodable prefix, an empty datagram, or fds that do not match the
- *    decoded requests must end the connection (a protocol error); a
- *    decodable prefix must be served and the connection must live on;
+ *    undecodable prefix, a first message that is not a hello, or fds that
+ *    do not match the decoded requests must end the connection (a protocol
+ *    error); a decodable prefix, the empty one included, must be served and
+ *    the connection must live on;
  *  - oversized datagrams (64 KiB + 1, 200 000 bytes, with and without fds),
  *    64 KiB of garbage, 1025 requests in one datagram: dropped; exactly
  *    64 KiB and exactly 1024 requests: served;
@@ -174,8 +175,7 @@ static size_t pack_message(int kind, uint64_t d, uint8_t *buf)
 /* What the daemon must do with buf[0..k) (plus nfds fds) as its datagram. */
 static int expected_outcome(int kind, const uint8_t *buf, size_t k, size_t nfds)
 {
-        if (k == 0 && nfds == 0)
-                return CLOSED; /* an empty datagram reads as the end of the stream */
+        /* The empty prefix is an empty message: a no-op once greeted. */
         Netpoll__V1__ClientMessage *m = netpoll__v1__client_message__unpack(NULL, k, buf);
         if (!m)
                 return CLOSED;
