@@ -50,7 +50,7 @@ NP_CFLAGS = -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -DNETPOLL_VERSION='"$(VERSION
 DAEMON_SRCS := daemon/admin.c daemon/codec.c daemon/config.c daemon/listener.c daemon/log.c daemon/notify.c daemon/pollcache.c \
                daemon/poller.c daemon/pollops.c daemon/server.c daemon/session.c daemon/timers.c
 COMMON_SRCS := common/arena.c
-LIB_SRCS    := client/netpoll.c client/wire.c client/desctab.c
+LIB_SRCS    := client/netpoll.c client/request.c client/reader.c client/wire.c client/desctab.c
 TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c
 
 PB_C := $(G)/netpoll.pb-c.c

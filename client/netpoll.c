@@ -1,15 +1,9 @@
 /*
  * libnetpoll: one connection to netpolld, shared by any number of threads.
- *
- * Requests are sent under send_lock, so one thread's calls reach the daemon
- * in the order they were made.  Replies are matched to the calling thread
- * by request id.  Reading is a role, not a thread: whichever waiting thread
- * finds nobody reading becomes the reader, polls the socket (and the break
- * eventfd), decodes what arrives, hands each reply to its caller and queues
- * each event for np_poll, then gives the role up and wakes the others, one
- * of which takes it over if it is still waiting.  So a thread parked in
- * np_wait never delays another thread's call, and no thread of our own is
- * started behind the caller's back.
+ * This file holds the public entry points: they check their arguments,
+ * answer what the library knows locally (its descriptor table, its own
+ * fds), and decide which requests may be pipelined; request.c sends,
+ * reader.c reads, client.h is the connection they share.
  *
  * np_break follows netpollBreak: a flag coalesces breaks into one eventfd
  * write (async-signal-safe: an atomic exchange and write(2)); a blocking
@@ -24,7 +18,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -35,393 +28,13 @@
 #include "../common/cleanup.h"
 #include "../common/clock.h"
 #include "../common/fdutil.h"
-#include "desctab.h"
-#include "wire.h"
+#include "client.h"
+#include "reader.h"
+#include "request.h"
 
 #define NP_EXPORT __attribute__((visibility("default")))
 #define ARENA_BYTES (1024 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 5000
-#define BATCH_MAX 256 /* pipelined requests held before a flush */
-
-/* A FIFO of fixed-size items (events for np_poll, watch events). */
-typedef struct Ring {
-        unsigned char *buf;
-        size_t esz, head, len, cap;
-} Ring;
-
-typedef struct Pending {
-        uint64_t id;
-        bool done;
-        int result;
-        uint64_t desc;
-        struct np_session_stats stats;
-        struct np_status *status;
-        np_client_info *clients; /* lists, accumulated over `more` replies */
-        np_desc_info *descs;
-        size_t n_items, cap_items;
-        struct Pending *next;
-} Pending;
-
-struct np_client {
-        int sock;
-        int evfd;
-        atomic_int break_sig;
-        atomic_int inside; /* threads waiting (or about to) in the library */
-
-        pthread_mutex_t send_lock; /* protects the socket's send side and: */
-        Netpoll__V1__Request batch[BATCH_MAX]; /* pipelined, not yet sent */
-        size_t n_batch;
-
-        pthread_mutex_t lock; /* protects everything below */
-        pthread_cond_t cond;
-        bool reading;
-        bool dead;
-        bool break_pending;
-        uint64_t next_id;
-        Pending *pending;
-        DescTable descs; /* what this connection has open: enables pipelining */
-        Ring events;     /* np_event, for np_poll */
-        Ring watch;      /* np_watch_event, for np_watch_read */
-        uint64_t connection_id;
-        int64_t clock_offset; /* daemon's CLOCK_MONOTONIC minus ours (time namespaces) */
-
-        Arena arena; /* the reader's */
-        uint8_t *rbuf;
-};
-
-static int64_t deadline_after(int64_t delay)
-{
-        int64_t d;
-
-        return __builtin_add_overflow(now_ns(), delay, &d) ? INT64_MAX : d;
-}
-
-static void pending_remove(np_client *c, Pending *p)
-{
-        for (Pending **pp = &c->pending; *pp; pp = &(*pp)->next)
-                if (*pp == p) {
-                        *pp = p->next;
-                        return;
-                }
-}
-
-static int ring_push(Ring *r, const void *item)
-{
-        if (r->len == r->cap) {
-                size_t cap = r->cap ? r->cap * 2 : 64;
-                unsigned char *buf = malloc(cap * r->esz);
-                if (!buf)
-                        return -ENOMEM;
-                for (size_t i = 0; i < r->len; i++)
-                        memcpy(buf + i * r->esz, r->buf + ((r->head + i) % r->cap) * r->esz,
-                               r->esz);
-                free(r->buf);
-                r->buf = buf;
-                r->cap = cap;
-                r->head = 0;
-        }
-        memcpy(r->buf + ((r->head + r->len++) % r->cap) * r->esz, item, r->esz);
-        return 0;
-}
-
-/* Moves up to max items into out; returns how many. */
-static int ring_pop(Ring *r, void *out, int max)
-{
-        int n = 0;
-
-        while (n < max && r->len > 0) {
-                memcpy((unsigned char *)out + (size_t)n * r->esz, r->buf + r->head * r->esz,
-                       r->esz);
-                r->head = (r->head + 1) % r->cap;
-                r->len--;
-                n++;
-        }
-        return n;
-}
-
-/* Appends the list entries of a reply to the pending call's array. */
-static int pending_append(Pending *p, const Netpoll__V1__Reply *r)
-{
-        size_t add = r->n_clients + r->n_descs;
-        size_t esz = r->n_clients ? sizeof(np_client_info) : sizeof(np_desc_info);
-        void **arr = r->n_clients ? (void **)&p->clients : (void **)&p->descs;
-
-        if (add == 0)
-                return 0;
-        if (p->n_items + add > p->cap_items) {
-                size_t cap = p->cap_items ? p->cap_items : 64;
-                while (cap < p->n_items + add)
-                        cap *= 2;
-                void *a = realloc(*arr, cap * esz);
-                if (!a)
-                        return -ENOMEM;
-                *arr = a;
-                p->cap_items = cap;
-        }
-        for (size_t i = 0; i < r->n_clients; i++) {
-                const Netpoll__V1__ClientInfo *ci = r->clients[i];
-                np_client_info *o = &p->clients[p->n_items++];
-                *o = (np_client_info){
-                        .id = ci->id, .pid = ci->pid, .uid = ci->uid, .gid = ci->gid,
-                        .descriptors = ci->descriptors, .waiters = ci->waiters,
-                        .timers = ci->timers, .queued_bytes = ci->queued_bytes,
-                        .connected_ns = ci->connected_ns, .requests = ci->requests,
-                        .self = ci->self,
-                };
-                snprintf(o->comm, sizeof(o->comm), "%s", ci->comm ? ci->comm : "");
-                snprintf(o->name, sizeof(o->name), "%s", ci->name ? ci->name : "");
-        }
-        for (size_t i = 0; i < r->n_descs; i++) {
-                const Netpoll__V1__DescInfo *di = r->descs[i];
-                np_desc_info *o = &p->descs[p->n_items++];
-                *o = (np_desc_info){
-                        .client = di->client, .desc = di->desc, .user = di->user,
-                        .read = di->read, .write = di->write,
-                        .read_deadline_ns = di->read_deadline_ns,
-                        .write_deadline_ns = di->write_deadline_ns,
-                        .event_err = di->event_err,
-                };
-                snprintf(o->type, sizeof(o->type), "%s", di->type ? di->type : "");
-        }
-        return 0;
-}
-
-/* Hands a decoded datagram's replies to their callers and queues its
- * events.  Called with c->lock held. */
-static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
-{
-        if (m->error) {
-                c->dead = true;
-                return;
-        }
-        for (size_t i = 0; i < m->n_replies; i++) {
-                const Netpoll__V1__Reply *r = m->replies[i];
-                for (Pending *p = c->pending; p; p = p->next) {
-                        if (p->id != r->id || p->done)
-                                continue;
-                        if (pending_append(p, r) < 0)
-                                p->result = -ENOMEM;
-                        if (r->more)
-                                break; /* the list goes on */
-                        p->done = true;
-                        if (p->result == 0)
-                                p->result = r->result;
-                        p->desc = r->desc;
-                        if (r->session)
-                                p->stats = (struct np_session_stats){
-                                        .descriptors = r->session->descriptors,
-                                        .waiters = r->session->waiters,
-                                        .timers = r->session->timers,
-                                };
-                        if (r->status && p->status) {
-                                const Netpoll__V1__Status *s = r->status;
-                                struct np_status *o = p->status;
-                                *o = (struct np_status){
-                                        .pid = s->pid,
-                                        .uptime_ns = s->uptime_ns,
-                                        .connections = s->connections,
-                                        .descriptors = s->descriptors,
-                                        .waiters = s->waiters,
-                                        .timers = s->timers,
-                                        .events = s->events,
-                                        .timeouts = s->timeouts,
-                                        .protocol_errors = s->protocol_errors,
-                                        .slots_in_use = s->slots_in_use,
-                                        .slots_allocated = s->slots_allocated,
-                                        .breaks = s->breaks,
-                                        .rss_bytes = s->rss_bytes,
-                                        .open_fds = s->open_fds,
-                                        .fd_limit = s->fd_limit,
-                                        .accepted = s->accepted,
-                                        .max_connections = s->max_connections,
-                                        .max_connections_per_uid = s->max_connections_per_uid,
-                                        .max_descriptors = s->max_descriptors,
-                                        .max_output_bytes = s->max_output_bytes,
-                                        .handshake_timeout_ns = s->handshake_timeout_ns,
-                                };
-                                snprintf(o->version, sizeof(o->version), "%s",
-                                         s->version ? s->version : "");
-                        }
-                        break;
-                }
-        }
-        for (size_t i = 0; i < m->n_events; i++) {
-                const Netpoll__V1__Event *e = m->events[i];
-                np_event ev = { .desc = e->desc, .user = e->user, .mode = e->mode,
-                                .result = e->result };
-                DescEntry *d = desctab_find(&c->descs, e->desc);
-                if (d && (e->mode == 'r' || e->mode == 'w') && *desctab_outstanding(d, e->mode))
-                        (*desctab_outstanding(d, e->mode))--;
-                if (ring_push(&c->events, &ev) < 0)
-                        c->dead = true; /* cannot lose an outcome silently */
-        }
-        for (size_t i = 0; i < m->n_watch; i++) {
-                const Netpoll__V1__WatchEvent *w = m->watch[i];
-                np_watch_event ev = { .time_ns = (int64_t)w->time_ns, .kind = w->kind,
-                                      .client = w->client, .desc = w->desc, .mode = w->mode,
-                                      .pid = w->pid };
-                snprintf(ev.comm, sizeof(ev.comm), "%s", w->comm ? w->comm : "");
-                if (ring_push(&c->watch, &ev) < 0)
-                        c->dead = true;
-        }
-}
-
-/*
- * One turn of the reader role.  Called and returns with c->lock held; drops
- * it while polling.  deadline: -1 wait for input, 0 do not block, else an
- * absolute CLOCK_MONOTONIC time.  watch_break: also wake on np_break.
- * Reading stops early once want is done or q has items.
- */
-static void read_turn(np_client *c, int64_t deadline, bool watch_break, const Pending *want,
-                      const Ring *q)
-{
-        struct pollfd pfd[2] = { { .fd = c->sock, .events = POLLIN },
-                                 { .fd = c->evfd, .events = POLLIN } };
-        bool brk = false;
-
-        c->reading = true;
-        pthread_mutex_unlock(&c->lock);
-
-        struct timespec ts, *tsp = NULL;
-        if (deadline >= 0) {
-                int64_t left = deadline == 0 ? 0 : deadline - now_ns();
-                ts = ns_to_timespec(left > 0 ? left : 0);
-                tsp = &ts;
-        }
-        int n = ppoll(pfd, watch_break ? 2 : 1, tsp, NULL);
-        if (n > 0 && watch_break && (pfd[1].revents & POLLIN)) {
-                uint64_t v;
-                (void)!read(c->evfd, &v, sizeof(v));
-                atomic_store(&c->break_sig, 0);
-                brk = true;
-        }
-        if (n > 0 && pfd[0].revents) {
-                for (int i = 0; i < 64; i++) {
-                        Netpoll__V1__ServerMessage *m;
-                        int r = wire_recv(c->sock, c->rbuf, &c->arena, MSG_DONTWAIT, &m);
-                        if (r == 0)
-                                break;
-                        pthread_mutex_lock(&c->lock);
-                        if (r < 0)
-                                c->dead = true;
-                        else
-                                apply(c, m);
-                        /* Stop once what this thread waits for is here:
-                         * another recvmsg would only say EAGAIN, and the
-                         * role passes on to whoever waits for more. */
-                        bool stop = c->dead || (want && want->done) || (q && q->len > 0);
-                        pthread_mutex_unlock(&c->lock);
-                        if (stop)
-                                break;
-                }
-        }
-        pthread_mutex_lock(&c->lock);
-        if (brk)
-                c->break_pending = true;
-        c->reading = false;
-        pthread_cond_broadcast(&c->cond);
-}
-
-/*
- * Sends the pipelined batch followed by q (NULL: the batch alone) in one
- * datagram, with fd attached for q when >= 0.  Called with send_lock held.
- */
-static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
-{
-        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
-        Netpoll__V1__Request *qs[BATCH_MAX + 1];
-        size_t n = 0;
-        int r;
-
-        for (size_t i = 0; i < c->n_batch; i++)
-                qs[n++] = &c->batch[i];
-        if (q) {
-                q->fd_index = 0; /* the one fd of this datagram, if any */
-                qs[n++] = q;
-        }
-        if (n == 0)
-                return 0;
-        m.requests = qs;
-        m.n_requests = n;
-        r = wire_send(c->sock, &m, fd);
-        c->n_batch = 0;
-        if (r == -ECONNRESET) {
-                pthread_mutex_lock(&c->lock);
-                c->dead = true;
-                pthread_mutex_unlock(&c->lock);
-        }
-        return r;
-}
-
-/* Sends whatever is pipelined.  Returns 0 or -errno. */
-static int flush(np_client *c)
-{
-        pthread_mutex_lock(&c->send_lock);
-        int r = send_locked(c, NULL, -1);
-        pthread_mutex_unlock(&c->send_lock);
-        return r;
-}
-
-/*
- * Pipelines q: no reply comes.  It leaves with the connection's next
- * datagram, or at once when the batch is full or a thread of this
- * connection is waiting in the library (its wake may depend on q).  A
- * thread counts itself in c->inside before it sends, so a request batched
- * after that check-free moment still leaves with that thread's send.
- */
-static int send_quiet(np_client *c, const Netpoll__V1__Request *q)
-{
-        int r = 0;
-
-        pthread_mutex_lock(&c->send_lock);
-        c->batch[c->n_batch] = *q;
-        c->batch[c->n_batch].quiet = true;
-        c->n_batch++;
-        if (c->n_batch == BATCH_MAX || atomic_load(&c->inside) > 0)
-                r = send_locked(c, NULL, -1);
-        pthread_mutex_unlock(&c->send_lock);
-        return r;
-}
-
-/* Sends q (with fd attached when >= 0) and waits for its reply in *p. */
-static int call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
-{
-        int r;
-
-        pthread_mutex_lock(&c->lock);
-        if (c->dead) {
-                pthread_mutex_unlock(&c->lock);
-                return -ECONNRESET;
-        }
-        q->id = p->id = ++c->next_id;
-        p->done = false;
-        p->next = c->pending;
-        c->pending = p;
-        pthread_mutex_unlock(&c->lock);
-
-        atomic_fetch_add(&c->inside, 1);
-        pthread_mutex_lock(&c->send_lock);
-        r = send_locked(c, q, fd);
-        pthread_mutex_unlock(&c->send_lock);
-
-        pthread_mutex_lock(&c->lock);
-        if (r < 0) {
-                if (r == -ECONNRESET)
-                        c->dead = true;
-        } else {
-                while (!p->done && !c->dead) {
-                        if (!c->reading)
-                                read_turn(c, -1, true, p, NULL);
-                        else
-                                pthread_cond_wait(&c->cond, &c->lock);
-                }
-                r = p->done ? p->result : -ECONNRESET;
-        }
-        pending_remove(c, p);
-        pthread_mutex_unlock(&c->lock);
-        atomic_fetch_sub(&c->inside, 1);
-        return r;
-}
 
 static int simple(np_client *c, Netpoll__V1__Op op, np_desc d, int mode, int64_t ns)
 {
@@ -434,7 +47,7 @@ static int simple(np_client *c, Netpoll__V1__Op op, np_desc d, int mode, int64_t
         q.desc = d;
         q.mode = mode;
         q.ns = ns;
-        return call(c, &q, -1, &p);
+        return request_call(c, &q, -1, &p);
 }
 
 static bool mode_is_rw(int mode)
@@ -611,7 +224,7 @@ NP_EXPORT int np_open(np_client *c, int fd, uint64_t user, np_desc *ret)
                 return -EINVAL;
         q.op = NETPOLL__V1__OP__OP_OPEN;
         q.user = user;
-        r = call(c, &q, fd, &p);
+        r = request_call(c, &q, fd, &p);
         if (r < 0)
                 return r;
         /* Without an entry (out of memory) calls on it are simply never
@@ -691,8 +304,8 @@ NP_EXPORT int np_set_deadline(np_client *c, np_desc d, int64_t ns, int mode)
         q.ns = ns;
         q.absolute = true;
         if ((mode_is_rw(mode) || mode == NP_RW) && desc_known(c, d))
-                return send_quiet(c, &q);
-        return call(c, &q, -1, &p);
+                return request_send_quiet(c, &q);
+        return request_call(c, &q, -1, &p);
 }
 
 /*
@@ -714,7 +327,7 @@ NP_EXPORT int np_arm(np_client *c, np_desc d, int mode)
                 q.op = NETPOLL__V1__OP__OP_ARM;
                 q.desc = d;
                 q.mode = mode;
-                r = send_quiet(c, &q);
+                r = request_send_quiet(c, &q);
         } else
                 r = simple(c, NETPOLL__V1__OP__OP_ARM, d, mode, 0);
         if (r < 0)
@@ -727,75 +340,18 @@ NP_EXPORT int np_ping(np_client *c)
         return simple(c, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
 }
 
-/*
- * netpoll(delay) over one of the connection's queues: returns queued items,
- * else (with breakable) a pending break, else waits as delay says.  The
- * thread counts itself inside the library first and flushes the pipelined
- * batch, since the items it waits for may depend on it.
- */
-static int wait_queue(np_client *c, int64_t delay_ns, Ring *q, void *out, int max, bool breakable)
-{
-        int64_t deadline = delay_ns > 0 ? deadline_after(delay_ns) : delay_ns < 0 ? -1 : 0;
-        bool polled = false;
-        int n = 0;
-
-        atomic_fetch_add(&c->inside, 1);
-        int r = flush(c);
-        if (r < 0) {
-                atomic_fetch_sub(&c->inside, 1);
-                return r;
-        }
-        pthread_mutex_lock(&c->lock);
-        for (;;) {
-                if (q->len > 0) {
-                        n = ring_pop(q, out, max);
-                        break;
-                }
-                if (breakable && delay_ns != 0 && c->break_pending) {
-                        c->break_pending = false;
-                        break;
-                }
-                if (c->dead) {
-                        n = -ECONNRESET;
-                        break;
-                }
-                if (delay_ns == 0) {
-                        /* One non-blocking look at the socket, without
-                         * touching the break eventfd. */
-                        if (polled || c->reading)
-                                break;
-                        polled = true;
-                        read_turn(c, 0, false, NULL, q);
-                        continue;
-                }
-                if (delay_ns > 0 && now_ns() >= deadline)
-                        break;
-                if (!c->reading)
-                        read_turn(c, deadline, true, NULL, q);
-                else if (delay_ns < 0)
-                        pthread_cond_wait(&c->cond, &c->lock);
-                else {
-                        struct timespec ts = ns_to_timespec(deadline);
-                        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-                }
-        }
-        pthread_mutex_unlock(&c->lock);
-        atomic_fetch_sub(&c->inside, 1);
-        return n;
-}
-
 NP_EXPORT int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max)
 {
         if (!c || max <= 0 || !events)
                 return -EINVAL;
-        return wait_queue(c, delay_ns, &c->events, events, max, true);
+        return reader_wait_queue(c, delay_ns, &c->events, events, max, true);
 }
 
 NP_EXPORT int np_watch_read(np_client *c, int64_t delay_ns, np_watch_event *events, int max)
 {
         if (!c || max <= 0 || !events)
                 return -EINVAL;
-        return wait_queue(c, delay_ns, &c->watch, events, max, true);
+        return reader_wait_queue(c, delay_ns, &c->watch, events, max, true);
 }
 
 NP_EXPORT uint64_t np_connection_id(np_client *c)
@@ -814,7 +370,7 @@ static int list_call(np_client *c, Netpoll__V1__Op op, uint64_t client, void **r
                 return -EINVAL;
         q.op = op;
         q.desc = client;
-        r = call(c, &q, -1, &p);
+        r = request_call(c, &q, -1, &p);
         void *items = op == NETPOLL__V1__OP__OP_LIST_CLIENTS ? (void *)p.clients : (void *)p.descs;
         if (r < 0) {
                 free(items);
@@ -865,7 +421,7 @@ NP_EXPORT int np_is_poll_descriptor(np_client *c, int fd)
         if (own_fd(c, fd))
                 return 1;
         q.op = NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR;
-        return call(c, &q, fd, &p);
+        return request_call(c, &q, fd, &p);
 }
 
 NP_EXPORT int np_session_stats(np_client *c, struct np_session_stats *ret)
@@ -877,7 +433,7 @@ NP_EXPORT int np_session_stats(np_client *c, struct np_session_stats *ret)
         if (!c || !ret)
                 return -EINVAL;
         q.op = NETPOLL__V1__OP__OP_SESSION_STATS;
-        r = call(c, &q, -1, &p);
+        r = request_call(c, &q, -1, &p);
         if (r < 0)
                 return r;
         *ret = p.stats;
@@ -894,7 +450,7 @@ NP_EXPORT int np_status(np_client *c, struct np_status *ret)
         if (!c || !ret)
                 return -EINVAL;
         q.op = NETPOLL__V1__OP__OP_STATUS;
-        r = call(c, &q, -1, &p);
+        r = request_call(c, &q, -1, &p);
         if (r < 0)
                 return r;
         *ret = st;

@@ -1,0 +1,70 @@
+/*
+ * The connection behind an np_client (internal to libnetpoll, not
+ * installed), shared by its modules: netpoll.c the public entry points,
+ * request.c the sending side, reader.c the incoming side.
+ *
+ * Two locks divide it.  send_lock guards the socket's send side and the
+ * pipelined batch; lock guards the reader role, the pending calls and the
+ * queues the reader fills.  A thread that needs both takes send_lock first.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "desctab.h"
+#include "netpoll.h"
+#include "wire.h"
+
+#define BATCH_MAX 256 /* pipelined requests held before a flush */
+
+/* A FIFO of fixed-size items (events for np_poll, watch events). */
+typedef struct Ring {
+        unsigned char *buf;
+        size_t esz, head, len, cap;
+} Ring;
+
+/* A call waiting for its reply: request_call links it into c->pending and
+ * unlinks it, the reader fills it in from the reply with the same id. */
+typedef struct Pending {
+        uint64_t id;
+        bool done;
+        int result;
+        uint64_t desc;
+        struct np_session_stats stats;
+        struct np_status *status;
+        np_client_info *clients; /* lists, accumulated over `more` replies */
+        np_desc_info *descs;
+        size_t n_items, cap_items;
+        struct Pending *next;
+} Pending;
+
+struct np_client {
+        int sock;
+        int evfd;
+        atomic_int break_sig;
+        atomic_int inside; /* threads waiting (or about to) in the library */
+
+        pthread_mutex_t send_lock; /* protects the socket's send side and: */
+        Netpoll__V1__Request batch[BATCH_MAX]; /* pipelined, not yet sent */
+        size_t n_batch;
+
+        pthread_mutex_t lock; /* protects everything below */
+        pthread_cond_t cond;
+        bool reading;
+        bool dead;
+        bool break_pending;
+        uint64_t next_id;
+        Pending *pending;
+        DescTable descs; /* what this connection has open: enables pipelining */
+        Ring events;     /* np_event, for np_poll */
+        Ring watch;      /* np_watch_event, for np_watch_read */
+        uint64_t connection_id;
+        int64_t clock_offset; /* daemon's CLOCK_MONOTONIC minus ours (time namespaces) */
+
+        Arena arena; /* the reader's */
+        uint8_t *rbuf;
+};
