@@ -134,7 +134,8 @@ $(B)/systemd/netpolld.socket: systemd/netpolld.socket
 	@mkdir -p $(@D)
 	cp $< $@
 
-$(B)/pollctl: $(O)/client/pollctl.o $(O)/client/pollctl-format.o $(B)/libnetpoll.a
+$(B)/pollctl: $(O)/client/pollctl.o $(O)/client/pollctl-state.o $(O)/client/pollctl-live.o \
+              $(O)/client/pollctl-format.o $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 
 $(B)/run-tests: $(TEST_OBJS) $(DAEMON_OBJS) $(B)/libnetpoll.a
