@@ -13,8 +13,9 @@
  *    error); a decodable prefix, the empty one included, must be served and
  *    the connection must live on;
  *  - oversized datagrams (64 KiB + 1, 200 000 bytes, with and without fds),
- *    64 KiB of garbage, 1025 requests in one datagram: dropped; exactly
- *    64 KiB and exactly 1024 requests: served;
+ *    64 KiB of garbage, one request over NP_MAX_REQUESTS_PER_MESSAGE in
+ *    one datagram: dropped; exactly 64 KiB and exactly that many requests:
+ *    served;
  *  - fds on messages that take none (PING, SESSION_STATS, the hello, an
  *    empty datagram, up to 253 fds), fd_index out of range or used twice,
  *    an OPEN without its fd: dropped, every fd closed;
@@ -35,10 +36,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../daemon/codec.h" /* NP_MAX_REQUESTS_PER_MESSAGE */
 #include "harness.h"
 
 #define PROBE_ID 999999
-#define MAX_REQUESTS 1024
+#define MAX_REQUESTS NP_MAX_REQUESTS_PER_MESSAGE
 #define MAX_BYTES 65536
 
 enum { ALIVE = 1, CLOSED = 0, HUNG = -1 };
@@ -331,7 +333,7 @@ static void oversized(void)
         report_case(&(Case){ "65536 bytes of 0xff", CLOSED }, got);
         close(sock);
 
-        /* Exactly 1024 requests: all answered. */
+        /* Exactly the most requests a datagram may hold: all answered. */
         sock = greeted();
         len = pack_padded(buf, 0, MAX_REQUESTS);
         int answered = 0;
@@ -345,14 +347,17 @@ static void oversized(void)
                 }
         }
         got = answered == MAX_REQUESTS ? probe(sock) : CLOSED;
-        report_case(&(Case){ "1024 PINGs in one datagram (all answered)", ALIVE }, got);
+        char what[64];
+        snprintf(what, sizeof(what), "%d PINGs in one datagram (all answered)", MAX_REQUESTS);
+        report_case(&(Case){ what, ALIVE }, got);
         close(sock);
 
-        /* 1025 requests: dropped. */
+        /* One more: dropped. */
         sock = greeted();
         len = pack_padded(buf, 0, MAX_REQUESTS + 1);
         got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
-        report_case(&(Case){ "1025 PINGs in one datagram", CLOSED }, got);
+        snprintf(what, sizeof(what), "%d PINGs in one datagram", MAX_REQUESTS + 1);
+        report_case(&(Case){ what, CLOSED }, got);
         close(sock);
         free(buf);
         expect_baseline("oversized");
