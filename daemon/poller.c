@@ -6,6 +6,12 @@
  * the loop still re-reads the clock after every wake and runs only timers
  * that are due by then, so nothing fires early whatever wakes the loop.
  * Re-arming is skipped when the earliest deadline did not change.
+ *
+ * Client descriptors are not in the main set: each connection has its own
+ * epoll set (a group), nested in the main one, and the loop takes at most a
+ * budget of events from a group per turn.  In one flat set, epoll's ready
+ * list is a FIFO shared by everyone, so a burst of 10,000 events for one
+ * client would queue ahead of every other client's single event.
  */
 #include "poller.h"
 
@@ -55,28 +61,67 @@ void poller_done(Poller *p)
         p->timerfd = safe_close(p->timerfd);
 }
 
-static int poller_ctl(Poller *p, int op, int fd, uint32_t events, uint64_t token)
+static int epoll_op(int epfd, int op, int fd, uint32_t events, uint64_t token)
 {
         struct epoll_event ev = { .events = events, .data.u64 = token };
 
-        if (epoll_ctl(p->epfd, op, fd, &ev) < 0)
+        if (epoll_ctl(epfd, op, fd, &ev) < 0)
                 return -errno;
         return 0;
 }
 
 int poller_add(Poller *p, int fd, uint32_t events, uint64_t token)
 {
-        return poller_ctl(p, EPOLL_CTL_ADD, fd, events, token);
+        return epoll_op(p->epfd, EPOLL_CTL_ADD, fd, events, token);
 }
 
 int poller_mod(Poller *p, int fd, uint32_t events, uint64_t token)
 {
-        return poller_ctl(p, EPOLL_CTL_MOD, fd, events, token);
+        return epoll_op(p->epfd, EPOLL_CTL_MOD, fd, events, token);
 }
 
 int poller_del(Poller *p, int fd)
 {
-        return poller_ctl(p, EPOLL_CTL_DEL, fd, 0, 0);
+        return epoll_op(p->epfd, EPOLL_CTL_DEL, fd, 0, 0);
+}
+
+int poller_group_open(Poller *p, uint64_t token)
+{
+        int gfd = epoll_create1(EPOLL_CLOEXEC);
+
+        if (gfd < 0)
+                return -errno;
+        /* Level-triggered: the set stays ready in the main one for as long
+         * as it holds events, so what one turn leaves comes back the next. */
+        int r = poller_add(p, gfd, EPOLLIN, token);
+        if (r < 0) {
+                safe_close(gfd);
+                return r;
+        }
+        return gfd;
+}
+
+void poller_group_detach(Poller *p, int gfd)
+{
+        if (gfd >= 0)
+                (void)poller_del(p, gfd);
+}
+
+int poller_group_add(int gfd, int fd, uint32_t events, uint64_t token)
+{
+        return epoll_op(gfd, EPOLL_CTL_ADD, fd, events, token);
+}
+
+int poller_group_del(int gfd, int fd)
+{
+        return epoll_op(gfd, EPOLL_CTL_DEL, fd, 0, 0);
+}
+
+int poller_group_take(int gfd, struct epoll_event *evs, int max)
+{
+        int n = epoll_wait(gfd, evs, max, 0);
+
+        return n < 0 ? -errno : n;
 }
 
 int poller_set_timer(Poller *p, int64_t when)

@@ -35,6 +35,26 @@ int poller_mod(Poller *p, int fd, uint32_t events, uint64_t token);
  * since the registration outlives close() while the client's copy lives. */
 int poller_del(Poller *p, int fd);
 
+/*
+ * Groups: an epoll set of its own, registered (level-triggered, EPOLLIN) in
+ * the main set with the given token, so the loop sees one event for a whole
+ * group and takes its members' events with poller_group_take.  Returns the
+ * group's fd (owned by the caller) or -errno.
+ */
+int poller_group_open(Poller *p, uint64_t token);
+
+/* Takes a group out of the main set (its members' events no longer reach
+ * the loop); the caller still closes its fd, once its members are gone. */
+void poller_group_detach(Poller *p, int gfd);
+
+/* Registers / unregisters a member fd (borrowed) of a group.  -errno.  As
+ * with the main set, unregister before closing the daemon's copy. */
+int poller_group_add(int gfd, int fd, uint32_t events, uint64_t token);
+int poller_group_del(int gfd, int fd);
+
+/* Takes up to max ready member events without blocking; count or -errno. */
+int poller_group_take(int gfd, struct epoll_event *evs, int max);
+
 /* Arms the timerfd for an absolute CLOCK_MONOTONIC time (INT64_MAX
  * disarms).  A no-op when already armed for that time.  -errno. */
 int poller_set_timer(Poller *p, int64_t when);

@@ -2,7 +2,9 @@
  * The event loop, in the order of sd-event and libuv:
  *   prepare  arm the timerfd for the earliest deadline
  *   wait     epoll_wait
- *   dispatch connections, descriptors, listener, signals
+ *   dispatch connections (requests, and up to a budget of readiness events
+ *            from each one's own epoll set of descriptors), listener,
+ *            signals
  *   expire   timers due by a fresh clock reading, in bounded batches
  *   flush    the replies and events this turn produced, one pass per client
  *   free     connections that ended during the turn
@@ -356,16 +358,21 @@ static void server_dispatch(Server *s, const struct epoll_event *ev)
         uint64_t t = ev->data.u64;
 
         switch (token_tag(t)) {
-        case TOKEN_DESC: {
+        case TOKEN_DESC: { /* one registered in the main set (session.c: op_open) */
                 PollSlot *slot = pollcache_lookup(&s->cache, t);
                 if (slot) /* else: stale, the descriptor was closed */
                         pollops_ready(&s->ops, &slot->pd, ev->events);
                 return;
         }
-        case TOKEN_SESSION: {
+        case TOKEN_SESSION:
+        case TOKEN_GROUP: {
                 uint32_t i = token_index(t);
-                if (i < s->sessions_cap && s->sessions[i] && s->session_gens[i] == token_gen(t))
+                if (i >= s->sessions_cap || !s->sessions[i] || s->session_gens[i] != token_gen(t))
+                        return; /* stale: the connection ended */
+                if (token_tag(t) == TOKEN_SESSION)
                         session_dispatch(s->sessions[i], ev->events);
+                else
+                        session_take_events(s->sessions[i]);
                 return;
         }
         case TOKEN_LISTENER:

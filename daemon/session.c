@@ -52,6 +52,7 @@
 #define WORK_BUDGET 1024 /* units of work (about 0.2 us each): then others get a turn */
 #define OPEN_COST 16     /* units per fd-taking request */
 #define DESC_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define GROUP_BUDGET 128 /* descriptor events taken from one connection per turn */
 
 /* Queued datagram header in s->queue: length and number of wakes in it. */
 typedef struct QueuedHeader {
@@ -102,6 +103,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->server = server;
         s->index = index;
         s->fd = fd;
+        s->group_fd = -1;
         s->id = ++server->next_connection_id;
         s->connected_ns = now_ns();
         read_peer(s);
@@ -143,6 +145,7 @@ void session_free(Session *s)
         if (!s)
                 return;
         session_release_held(s);
+        safe_close(s->group_fd);
         free(s->held);
         free(s->out);
         free(s->queue);
@@ -218,12 +221,51 @@ static PollSlot *session_desc(Session *s, uint64_t desc)
         return slot && slot->pd.owner == &s->owner ? slot : NULL;
 }
 
+/*
+ * Registers fd (borrowed) with token in the connection's epoll set, made on
+ * first use (a connection that registers nothing costs no fd for it; one
+ * made for an open that then fails is dropped again).  Nesting has limits
+ * flat sets do not: one file may sit in at most 500 nested sets (dup'd fds
+ * count apiece), and epoll fds nest only so deep (EINVAL, ELOOP).  Such a
+ * descriptor goes to the main set: served, without the per-connection
+ * budget.  0 or -errno (EPERM: regular files and directories, not pollable).
+ */
+static int desc_register(Session *s, int fd, uint64_t token)
+{
+        Server *srv = s->server;
+        bool made = false;
+        int r;
+
+        if (s->group_fd < 0) {
+                r = poller_group_open(&srv->poller,
+                                      token_make(TOKEN_GROUP, s->index, srv->session_gens[s->index]));
+                if (r < 0)
+                        return r;
+                s->group_fd = r;
+                made = true;
+        }
+        r = poller_group_add(s->group_fd, fd, DESC_EVENTS, token);
+        if (r == -EINVAL || r == -ELOOP)
+                r = poller_add(&srv->poller, fd, DESC_EVENTS, token);
+        if (r < 0 && made) {
+                poller_group_detach(&srv->poller, s->group_fd);
+                s->group_fd = safe_close(s->group_fd);
+        }
+        return r;
+}
+
+static void desc_unregister(Session *s, int fd)
+{
+        if (poller_group_del(s->group_fd, fd) < 0)
+                (void)poller_del(&s->server->poller, fd); /* it went to the main set */
+}
+
 /* Unregisters, closes the daemon's copy and frees the slot. */
 static void desc_destroy(Session *s, PollSlot *slot)
 {
         Server *srv = s->server;
 
-        poller_del(&srv->poller, slot->pd.fd);
+        desc_unregister(s, slot->pd.fd);
         safe_close(slot->pd.fd);
         pollcache_free(&srv->cache, slot);
 }
@@ -247,10 +289,9 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 return r;
         }
         pollops_open(&srv->ops, &slot->pd, &s->owner, fd, q->user);
-        r = poller_add(&srv->poller, fd, DESC_EVENTS, pollcache_token(slot));
+        r = desc_register(s, fd, pollcache_token(slot));
         if (r < 0) {
-                /* Regular files and directories: EPERM, "not pollable".
-                 * The fd stays the caller's to close. */
+                /* The fd stays the caller's to close. */
                 pollops_release(&srv->ops, &slot->pd);
                 pollcache_free(&srv->cache, slot);
                 return r;
@@ -696,6 +737,19 @@ void session_dispatch(Session *s, uint32_t events)
         }
 }
 
+void session_take_events(Session *s)
+{
+        struct epoll_event evs[GROUP_BUDGET];
+        Server *srv = s->server;
+        int n = poller_group_take(s->group_fd, evs, GROUP_BUDGET);
+
+        for (int i = 0; i < n; i++) {
+                PollSlot *slot = pollcache_lookup(&srv->cache, evs[i].data.u64);
+                if (slot) /* else: stale, the descriptor was closed */
+                        pollops_ready(&srv->ops, &slot->pd, evs[i].events);
+        }
+}
+
 uint32_t session_drain(Session *s, uint32_t budget)
 {
         PollCache *c = &s->server->cache;
@@ -749,6 +803,7 @@ void session_close(Session *s, const char *why)
         }
         poller_del(&srv->poller, s->fd);
         s->fd = safe_close(s->fd);
+        poller_group_detach(&srv->poller, s->group_fd); /* closed once drained */
         s->n_out = 0;
         s->owner.waiters = 0;
         s->next_dead = srv->dead;

@@ -20,6 +20,7 @@ struct Session {
         Server *server;
         uint32_t index; /* in server->sessions; token index */
         int fd;
+        int group_fd; /* its descriptors' epoll set, nested in the main one; -1 until the first open */
         uint64_t id;
         pid_t pid;
         uid_t uid;
@@ -67,6 +68,11 @@ void session_free(Session *s);
  * session_dispatch calls it for every datagram; fuzzers call it directly.
  */
 void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t nfds, bool emfile);
+
+/* Takes up to a budget of its descriptors' readiness events (its group was
+ * reported ready) and runs them through pollops.  What is left stays in the
+ * group, which is level-triggered, for the next turn. */
+void session_take_events(Session *s);
 
 /* Handles EPOLLIN/EPOLLOUT/EPOLLHUP on the connection. */
 void session_dispatch(Session *s, uint32_t events);

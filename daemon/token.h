@@ -20,6 +20,7 @@ typedef enum TokenTag {
         TOKEN_WAKEUP = 4,
         TOKEN_TIMERFD = 5,
         TOKEN_SIGNALFD = 6,
+        TOKEN_GROUP = 7, /* a connection's epoll set of descriptors (poller groups) */
 } TokenTag;
 
 #define TOKEN_INDEX_MAX ((UINT32_C(1) << 24) - 1)

@@ -475,7 +475,8 @@ START_TEST(test_api_disconnect_releases_everything)
                 close(p[i][0]); /* only the daemon's copy of the read end is left */
         }
         assert_stats(c, 3, 3, 3);
-        ck_assert_int_eq(daemon_fds(d.pid), base + 1 + 3);
+        /* The connection, its epoll set and the three pipes. */
+        ck_assert_int_eq(daemon_fds(d.pid), base + 1 + 1 + 3);
         ck_assert_int_eq(np_status(obs, &st), 0);
         ck_assert_uint_eq(st.connections, 2);
         ck_assert_uint_eq(st.descriptors, 3);
@@ -516,7 +517,8 @@ START_TEST(test_api_open_caller_keeps_fd_and_user_comes_back)
         mkpipe(p);
         np_desc d1 = open_ok(c, p[0], cookie);
         ck_assert_int_ge(fcntl(p[0], F_GETFD), 0);
-        ck_assert_int_eq(daemon_fds(d.pid), base + 1);
+        /* Its copy, and the connection's epoll set made by its first open. */
+        ck_assert_int_eq(daemon_fds(d.pid), base + 2);
         assert_stats(c, 1, 0, 0);
 
         ck_assert_int_eq(np_arm(c, d1, NP_READ), 0);
@@ -533,7 +535,7 @@ START_TEST(test_api_open_caller_keeps_fd_and_user_comes_back)
         ck_assert_int_eq(write(p[1], "y", 1), 1);
         /* ...until np_close. */
         close_desc(c, d1);
-        await_daemon_fds(d.pid, base);
+        await_daemon_fds(d.pid, base + 1); /* the epoll set stays with the connection */
         ck_assert_int_eq(write(p[1], "z", 1), -1);
         ck_assert_int_eq(errno, EPIPE);
         close(p[1]);
@@ -582,6 +584,52 @@ START_TEST(test_api_open_not_pollable_is_eperm)
         }
         assert_stats(c, 0, 0, 0);
         ck_assert_int_eq(daemon_fds(d.pid), base); /* nothing kept by the daemon */
+        finish(&d, c);
+}
+END_TEST
+
+/*
+ * The kernel lets one file sit in at most 500 nested epoll sets (each dup'd
+ * fd counts); the daemon registers a descriptor past that limit in its
+ * main set.  Both kinds must deliver readiness and close cleanly.
+ */
+START_TEST(test_api_same_file_past_the_nesting_limit_is_served)
+{
+        enum { N = 520 };
+        TestDaemon d;
+        np_client *c = start(&d);
+        np_desc ds[N];
+        np_event ev[4];
+        int p[2], seen_first = 0, seen_last = 0;
+
+        signal(SIGPIPE, SIG_IGN);
+        mkpipe(p);
+        int base = daemon_fds(d.pid);
+        for (int i = 0; i < N; i++)
+                ds[i] = open_ok(c, p[0], (uint64_t)i); /* a new daemon copy each time */
+        ck_assert_int_eq(daemon_fds(d.pid), base + 1 + N); /* its epoll set, the copies */
+        ck_assert_int_eq(np_arm(c, ds[0], NP_READ), 0);
+        ck_assert_int_eq(np_arm(c, ds[N - 1], NP_READ), 0);
+        put(p[1]);
+        for (int i = 0; i < 10 && !(seen_first && seen_last); i++) {
+                int n = np_poll(c, 5 * SEC, ev, 4);
+                ck_assert_int_ge(n, 0);
+                for (int j = 0; j < n; j++) {
+                        ck_assert_int_eq(ev[j].result, NP_OK);
+                        seen_first += ev[j].desc == ds[0];
+                        seen_last += ev[j].desc == ds[N - 1];
+                }
+        }
+        ck_assert_int_eq(seen_first, 1);
+        ck_assert_int_eq(seen_last, 1);
+        for (int i = 0; i < N; i++)
+                close_desc(c, ds[i]);
+        await_daemon_fds(d.pid, base + 1);
+        /* Every copy is closed: with ours gone, the write end sees EPIPE. */
+        close(p[0]);
+        ck_assert_int_eq(write(p[1], "z", 1), -1);
+        ck_assert_int_eq(errno, EPIPE);
+        close(p[1]);
         finish(&d, c);
 }
 END_TEST
@@ -2286,6 +2334,7 @@ Suite *suite_api(void)
         tcase_add_test(tc, test_api_open_caller_keeps_fd_and_user_comes_back);
         tcase_add_test(tc, test_api_open_bad_fd_is_ebadf);
         tcase_add_test(tc, test_api_open_not_pollable_is_eperm);
+        tcase_add_test(tc, test_api_same_file_past_the_nesting_limit_is_served);
         tcase_add_test(tc, test_api_open_own_library_fds_is_einval);
         tcase_add_test(tc, test_api_open_over_quota_is_edquot);
         tcase_add_test(tc, test_api_open_daemon_out_of_fds_is_emfile);
