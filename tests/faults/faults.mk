@@ -8,7 +8,7 @@
 # One program: make $(B)/faults/fault-NAME, then run it with --quick or not
 # (NETPOLLD_BIN names the daemon; default ./build/netpolld).
 
-FAULT_NAMES   := killed slowreader flood flood-emfile malformed misuse timerstorm
+FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm
 FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
