@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../common/clock.h"
+#include "listener.h"
 #include "log.h"
 #include "pollcache.h"
 #include "server.h"
@@ -37,7 +38,7 @@ bool admin_is_admin(const Session *s)
         const Config *c = s->server->config;
 
         return s->uid == 0 ||
-               server_peer_matches(s->fd, s->uid, s->gid, &c->admin_users, &c->admin_groups);
+               listener_peer_matches(s->fd, s->uid, s->gid, &c->admin_users, &c->admin_groups);
 }
 
 /* May s see connection `about`? */

@@ -1,9 +1,16 @@
-/* Listening socket set-up and teardown; see listener.h. */
+/*
+ * The listening socket and admission: set-up and teardown (see listener.h),
+ * then accepting connections and deciding, from SO_PEERCRED, which to serve.
+ * A connection that is not served ([access] allow lists, max_connections,
+ * max_connections_per_uid, or no fd to spare) gets one error datagram and is
+ * closed, never left pending: a pending one would keep the listener readable.
+ */
 #include "listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,8 +19,11 @@
 #include <unistd.h>
 
 #include "../common/cleanup.h"
+#include "admin.h"
+#include "codec.h"
 #include "log.h"
 #include "server.h"
+#include "session.h"
 
 static int errf(char *err, size_t errlen, int r, const char *fmt, const char *a)
 {
@@ -157,4 +167,156 @@ void listener_close(Server *s)
             st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
                 unlink(s->config->socket_path);
         s->listen_owned = false;
+}
+
+/* Finds a free connection index, growing the table.  -ENOMEM. */
+static int session_index_alloc(Server *s, uint32_t *ret)
+{
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (!s->sessions[i]) {
+                        *ret = i;
+                        return 0;
+                }
+        uint32_t cap = s->sessions_cap ? s->sessions_cap * 2 : 16;
+        Session **sessions = realloc(s->sessions, cap * sizeof(*sessions));
+        if (!sessions)
+                return -ENOMEM;
+        s->sessions = sessions;
+        uint32_t *gens = realloc(s->session_gens, cap * sizeof(*gens));
+        if (!gens)
+                return -ENOMEM;
+        s->session_gens = gens;
+        for (uint32_t i = s->sessions_cap; i < cap; i++) {
+                s->sessions[i] = NULL;
+                s->session_gens[i] = 1;
+        }
+        *ret = s->sessions_cap;
+        s->sessions_cap = cap;
+        return 0;
+}
+
+bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups)
+{
+        gid_t list[256];
+        socklen_t len = sizeof(list);
+
+        if (idlist_contains(users, uid) || idlist_contains(groups, gid))
+                return true;
+        if (groups->n && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, list, &len) == 0)
+                for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                        if (idlist_contains(groups, list[i]))
+                                return true;
+        return false;
+}
+
+/* Whether [access] admits a peer: root always; anyone when both allow
+ * lists are empty; else a listed uid, primary gid or supplementary gid. */
+static bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid)
+{
+        const Config *c = s->config;
+
+        if (uid == 0 || (c->allow_users.n == 0 && c->allow_groups.n == 0))
+                return true;
+        return listener_peer_matches(fd, uid, gid, &c->allow_users, &c->allow_groups);
+}
+
+/* Answers a connection that will not be served with one error datagram
+ * (np_connect returns it) and closes it. */
+static void listener_refuse(Server *s, int fd, int error)
+{
+        size_t len = codec_encode_error(s->wbuf, error);
+
+        (void)!send(fd, s->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        /* Read the hello if it is already there: closing with unread data
+         * makes the kernel reset the connection ahead of our reason. */
+        (void)!recv(fd, s->rbuf, NP_MAX_MESSAGE_BYTES, MSG_DONTWAIT);
+        safe_close(fd);
+}
+
+/* Decides whether to serve an accepted connection.  0 or a negative errno
+ * for the client. */
+static int listener_admit(Server *s, int fd)
+{
+        struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+        socklen_t len = sizeof(cred);
+        uint32_t same_uid = 0;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -EACCES;
+        if (!listener_allows(s, fd, cred.uid, cred.gid)) {
+                log_notice("refused pid %d uid %d: not in [access] allow_users or allow_groups",
+                           (int)cred.pid, (int)cred.uid);
+                return -EACCES;
+        }
+        if (s->n_sessions >= s->config->max_connections) {
+                log_warning("refused pid %d: max_connections (%u) reached", (int)cred.pid,
+                            s->config->max_connections);
+                return -ECONNREFUSED;
+        }
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i] && s->sessions[i]->uid == cred.uid)
+                        same_uid++;
+        if (same_uid >= s->config->max_connections_per_uid) {
+                log_warning("refused pid %d uid %d: max_connections_per_uid (%u) reached",
+                            (int)cred.pid, (int)cred.uid, s->config->max_connections_per_uid);
+                return -EUSERS;
+        }
+        return 0;
+}
+
+/* Takes ownership of an accepted connection fd. */
+static void listener_add_session(Server *s, int fd)
+{
+        uint32_t index;
+        Session *sess;
+        int r;
+
+        r = listener_admit(s, fd);
+        if (r < 0) {
+                listener_refuse(s, fd, r);
+                return;
+        }
+        r = session_index_alloc(s, &index);
+        if (r < 0) {
+                safe_close(fd);
+                return;
+        }
+        r = session_new(s, fd, index, &sess);
+        if (r < 0) {
+                log_warning("cannot set up a connection: %s", strerror(-r));
+                return;
+        }
+        s->sessions[index] = sess;
+        s->n_sessions++;
+        s->stats.accepted++;
+        s->ungreeted_possible = true;
+        if (s->n_watchers)
+                admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
+}
+
+void listener_accept(Server *s)
+{
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd >= 0) {
+                        listener_add_session(s, fd);
+                        continue;
+                }
+                if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                        return;
+                if ((errno == EMFILE || errno == ENFILE) && s->reserve_fd >= 0) {
+                        /* Out of fds: the pending connection would keep the
+                         * listener readable forever.  Spend the reserve fd to
+                         * accept it and close it at once, then re-reserve. */
+                        log_warning("out of file descriptors: refusing a connection");
+                        s->reserve_fd = safe_close(s->reserve_fd);
+                        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (fd >= 0)
+                                listener_refuse(s, fd, -EMFILE);
+                        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                        continue;
+                }
+                log_warning("accept: %s", strerror(errno));
+                return;
+        }
 }

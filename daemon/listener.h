@@ -2,11 +2,16 @@
  * The listening socket: AF_UNIX SOCK_SEQPACKET, either passed by systemd
  * (socket activation) or bound here.  Binding refuses a path that a live
  * daemon serves, replaces a stale socket file left by a dead one, and never
- * removes anything that is not a socket.
+ * removes anything that is not a socket.  Accepted connections are admitted
+ * here too: peer credentials, [access] allow lists and connection limits.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+
+#include "config.h"
 
 typedef struct Server Server;
 
@@ -16,3 +21,11 @@ int listener_open(Server *s, char *err, size_t errlen);
 /* Closes the listener and removes the socket file if this process created
  * it and it is still the same file. */
 void listener_close(Server *s);
+
+/* Accepts the pending connections, up to a batch per call, and serves or
+ * refuses each one.  The loop calls it when the listener is readable. */
+void listener_accept(Server *s);
+
+/* Whether a peer (fd borrowed; uid and gid from SO_PEERCRED) is one of
+ * users, has its primary gid in groups, or a supplementary one. */
+bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups);

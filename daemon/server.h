@@ -114,9 +114,5 @@ const char *server_verify(const Server *s);
 /* Refreshes and returns s->status. */
 const Netpoll__V1__Status *server_status(Server *s);
 
-/* Whether a peer (fd borrowed; uid and gid from SO_PEERCRED) is one of
- * users, has its primary gid in groups, or a supplementary one. */
-bool server_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups);
-
 /* Schedules sess to be flushed at the end of this loop turn. */
 void server_mark_dirty(Server *s, Session *sess);
