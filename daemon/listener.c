@@ -170,7 +170,7 @@ void listener_close(Server *s)
 }
 
 /* Finds a free connection index, growing the table.  -ENOMEM. */
-static int session_index_alloc(Server *s, uint32_t *ret)
+static int listener_index_alloc(Server *s, uint32_t *ret)
 {
         for (uint32_t i = 0; i < s->sessions_cap; i++)
                 if (!s->sessions[i]) {
@@ -276,7 +276,7 @@ static void listener_add_session(Server *s, int fd)
                 listener_refuse(s, fd, r);
                 return;
         }
-        r = session_index_alloc(s, &index);
+        r = listener_index_alloc(s, &index);
         if (r < 0) {
                 safe_close(fd);
                 return;

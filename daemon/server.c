@@ -430,6 +430,8 @@ const char *server_verify(const Server *s)
                 }
                 if (listed != sess->owner.descriptors)
                         return "descriptor count differs from the slots the connection owns";
+                if (listed && sess->group_fd < 0)
+                        return "a connection with descriptors has no epoll set";
                 if (parked > sess->owner.waiters)
                         return "more parked waits than counted waiters";
                 descriptors += sess->owner.descriptors;
