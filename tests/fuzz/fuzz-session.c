@@ -1,8 +1,8 @@
 /*
  * Fuzz target "session": arbitrary request datagrams, with fds, decoded and
  * dispatched into live sessions of the real daemon code (session.c,
- * pollops.c, pollcache.c, timers.c, admin.c, poller.c, server.c), in one
- * process.
+ * session-out.c, session-request.c, pollops.c, pollcache.c, timers.c,
+ * admin.c, poller.c, server.c), in one process.
  *
  * Every input gets a fresh Server (server_init, default configuration), a
  * listener on an abstract socket address, and up to FZS_CONNS connections

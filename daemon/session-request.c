@@ -1,0 +1,237 @@
+/*
+ * A session's requests: each decoded request is run against pollops (the
+ * admin ones by admin.c), and its outcome pushed as a reply (and, for an
+ * arm that is ready at once, an event).  OPEN takes over the fd passed with
+ * it as a descriptor the session owns (pd.owner), registered in the
+ * connection's own epoll set (see desc_register); CLOSE, and session_drain
+ * for every descriptor of a closed session, unregister it from epoll before
+ * the daemon's copy is closed.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+
+#include "../common/cleanup.h"
+#include "admin.h"
+#include "pollcache.h"
+#include "server.h"
+#include "session-internal.h"
+#include "token.h"
+
+#define DESC_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
+static void reply(Session *s, const NpRequest *q, int32_t result)
+{
+        if (q->quiet) {
+                if (result < 0)
+                        s->quiet_errors++;
+                return;
+        }
+        session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
+}
+
+/* The caller's descriptor, or NULL if the id is not one of this session's. */
+static PollSlot *session_desc(Session *s, uint64_t desc)
+{
+        PollSlot *slot = pollcache_lookup(&s->server->cache, desc);
+
+        return slot && slot->pd.owner == &s->owner ? slot : NULL;
+}
+
+/*
+ * Registers fd (borrowed) with token in the connection's epoll set, made on
+ * first use (a connection that registers nothing costs no fd for it; one
+ * made for an open that then fails is dropped again).  Nesting has limits
+ * flat sets do not: one file may sit in at most 500 nested sets (dup'd fds
+ * count apiece), and epoll fds nest only so deep (EINVAL, ELOOP).  Such a
+ * descriptor goes to the main set: served, without the per-connection
+ * budget.  0 or -errno (EPERM: regular files and directories, not pollable).
+ */
+static int desc_register(Session *s, int fd, uint64_t token)
+{
+        Server *srv = s->server;
+        bool made = false;
+        int r;
+
+        if (s->group_fd < 0) {
+                r = poller_group_open(&srv->poller,
+                                      token_make(TOKEN_GROUP, s->index, srv->session_gens[s->index]));
+                if (r < 0)
+                        return r;
+                s->group_fd = r;
+                made = true;
+        }
+        r = poller_group_add(s->group_fd, fd, DESC_EVENTS, token);
+        if (r == -EINVAL || r == -ELOOP)
+                r = poller_add(&srv->poller, fd, DESC_EVENTS, token);
+        if (r < 0 && made) {
+                poller_group_detach(&srv->poller, s->group_fd);
+                s->group_fd = safe_close(s->group_fd);
+        }
+        return r;
+}
+
+static void desc_unregister(Session *s, int fd)
+{
+        if (poller_group_del(s->group_fd, fd) < 0)
+                (void)poller_del(&s->server->poller, fd); /* it went to the main set */
+}
+
+/* Unregisters, closes the daemon's copy and frees the slot. */
+static void desc_destroy(Session *s, PollSlot *slot)
+{
+        Server *srv = s->server;
+
+        desc_unregister(s, slot->pd.fd);
+        safe_close(slot->pd.fd);
+        pollcache_free(&srv->cache, slot);
+}
+
+static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
+{
+        Server *srv = s->server;
+        PollSlot *slot;
+        int r;
+
+        if (s->owner.descriptors >= srv->config->max_descriptors)
+                return -EDQUOT;
+        if (server_owns_file(srv, fd))
+                return -EINVAL;
+        r = pollcache_alloc(&srv->cache, &slot);
+        if (r < 0)
+                return r == -ENOSPC ? -EMFILE : r;
+        r = timers_reserve(&srv->timers, 2 * pollcache_allocated(&srv->cache));
+        if (r < 0) {
+                pollcache_free(&srv->cache, slot);
+                return r;
+        }
+        pollops_open(&srv->ops, &slot->pd, &s->owner, fd, q->user);
+        r = desc_register(s, fd, pollcache_token(slot));
+        if (r < 0) {
+                /* The fd stays the caller's to close. */
+                pollops_release(&srv->ops, &slot->pd);
+                pollcache_free(&srv->cache, slot);
+                return r;
+        }
+        *ret_desc = pollcache_token(slot);
+        if (srv->n_watchers)
+                admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
+        return 0;
+}
+
+static int op_close(Session *s, PollSlot *slot)
+{
+        int r = pollops_close(&s->server->ops, &slot->pd);
+
+        if (r < 0)
+                return r;
+        if (s->server->n_watchers)
+                admin_watch(s->server, NETPOLL__V1__WATCH_KIND__WATCH_CLOSE, s,
+                            pollcache_token(slot), 0);
+        desc_destroy(s, slot);
+        return 0;
+}
+
+void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_error)
+{
+        Server *srv = s->server;
+        PollOps *ops = &srv->ops;
+        PollSlot *slot = NULL;
+        int r;
+
+        switch (q->op) {
+        case NETPOLL__V1__OP__OP_OPEN: {
+                uint64_t desc = 0;
+                r = fd_error ? fd_error : op_open(s, q, *fd, &desc);
+                if (r == 0)
+                        *fd = -1; /* the slot owns it now */
+                session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
+                                         .desc = desc });
+                return;
+        }
+        case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
+                reply(s, q, fd_error ? fd_error : server_owns_file(srv, *fd));
+                return;
+        case NETPOLL__V1__OP__OP_PING:
+                reply(s, q, 0);
+                return;
+        case NETPOLL__V1__OP__OP_SESSION_STATS:
+                session_push(s, &(Outbound){ .kind = OUT_REPLY,
+                                         .id = q->id,
+                                         .has_session = true,
+                                         .descriptors = s->owner.descriptors,
+                                         .waiters = s->owner.waiters,
+                                         .timers = s->owner.timers });
+                return;
+        case NETPOLL__V1__OP__OP_STATUS:
+        case NETPOLL__V1__OP__OP_LIST_CLIENTS:
+        case NETPOLL__V1__OP__OP_LIST_DESCS:
+        case NETPOLL__V1__OP__OP_WATCH:
+                admin_handle(s, q);
+                return;
+        case NETPOLL__V1__OP__OP_CLOSE:
+        case NETPOLL__V1__OP__OP_UNBLOCK:
+        case NETPOLL__V1__OP__OP_RESET:
+        case NETPOLL__V1__OP__OP_WAIT:
+        case NETPOLL__V1__OP__OP_WAIT_CANCELED:
+        case NETPOLL__V1__OP__OP_ARM:
+        case NETPOLL__V1__OP__OP_SET_DEADLINE:
+                slot = session_desc(s, q->desc);
+                if (!slot) {
+                        reply(s, q, -EBADF);
+                        return;
+                }
+                break;
+        default:
+                reply(s, q, -EOPNOTSUPP);
+                return;
+        }
+
+        PollDesc *pd = &slot->pd;
+        switch (q->op) {
+        case NETPOLL__V1__OP__OP_CLOSE:
+                reply(s, q, op_close(s, slot));
+                return;
+        case NETPOLL__V1__OP__OP_UNBLOCK:
+                reply(s, q, pollops_unblock(ops, pd));
+                return;
+        case NETPOLL__V1__OP__OP_RESET:
+                reply(s, q, pollops_reset(ops, pd, q->mode));
+                return;
+        case NETPOLL__V1__OP__OP_SET_DEADLINE:
+                reply(s, q, q->absolute ? pollops_set_deadline_at(ops, pd, q->ns, q->mode)
+                                        : pollops_set_deadline(ops, pd, q->ns, q->mode));
+                return;
+        case NETPOLL__V1__OP__OP_WAIT:
+        case NETPOLL__V1__OP__OP_WAIT_CANCELED:
+                r = pollops_wait(ops, pd, q->mode,
+                                 q->op == NETPOLL__V1__OP__OP_WAIT ? POLL_WAIT : POLL_WAIT_CANCELED,
+                                 q->id);
+                if (r != POLL_PARKED)
+                        reply(s, q, r);
+                return;
+        case NETPOLL__V1__OP__OP_ARM:
+                r = pollops_wait(ops, pd, q->mode, POLL_WAIT_ARM, q->id);
+                reply(s, q, r < 0 ? r : 0);
+                if (r >= 0 && r != POLL_PARKED)
+                        session_push(s, &(Outbound){ .kind = OUT_EVENT, .desc = q->desc,
+                                                 .user = pd->user, .mode = q->mode,
+                                                 .result = r });
+                return;
+        }
+}
+
+uint32_t session_drain(Session *s, uint32_t budget)
+{
+        PollCache *c = &s->server->cache;
+        uint32_t done = 0;
+
+        for (PollSlot *slot; s->draining && done < budget &&
+                             (slot = pollcache_next_owned(c, &s->owner, &s->drain_iter));) {
+                desc_destroy(s, slot);
+                s->draining--;
+                done++;
+        }
+        return done;
+}
