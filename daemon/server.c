@@ -206,7 +206,7 @@ static void server_dispatch(Server *s, const struct epoll_event *ev)
         uint64_t t = ev->data.u64;
 
         switch (token_tag(t)) {
-        case TOKEN_DESC: { /* one registered in the main set (session.c: op_open) */
+        case TOKEN_DESC: { /* one registered in the main set (session-request.c: desc_register) */
                 PollSlot *slot = pollcache_lookup(&s->cache, t);
                 if (slot) /* else: stale, the descriptor was closed */
                         pollops_ready(&s->ops, &slot->pd, ev->events);

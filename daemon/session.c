@@ -39,7 +39,6 @@
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
-#include "../common/fdutil.h"
 #include "admin.h"
 #include "log.h"
 #include "pollcache.h"
