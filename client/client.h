@@ -19,7 +19,9 @@
 #include "netpoll.h"
 #include "wire.h"
 
-#define BATCH_MAX 256 /* pipelined requests held before a flush */
+/* Pipelined requests held before a flush; one datagram carries them plus
+ * one request, within the daemon's 256 requests per message. */
+#define BATCH_MAX 255
 
 /* A FIFO of fixed-size items (events for np_poll, watch events). */
 typedef struct Ring {

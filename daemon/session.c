@@ -47,7 +47,7 @@
 #include "token.h"
 
 #define RECV_BUDGET 32   /* datagrams read per wake, and */
-#define WORK_BUDGET 1024 /* units of work (about 0.2 us each): then others get a turn */
+#define WORK_BUDGET 256  /* units of work (about 0.2 us each): then others get a turn */
 #define OPEN_COST 16     /* units per fd-taking request */
 #define GROUP_BUDGET 128 /* descriptor events taken from one connection per turn */
 

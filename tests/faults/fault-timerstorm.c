@@ -5,7 +5,7 @@
  * daemon holds a copy of each, so both sides need one fd per descriptor),
  * arms a read wait on every one and gives every one the same read deadline:
  * one absolute CLOCK_MONOTONIC instant (OP_SET_DEADLINE with `absolute`),
- * in datagrams of 1024 quiet requests.  (Raw, not libnetpoll, so nothing
+ * in datagrams of as many quiet requests as the daemon takes.  (Raw, not libnetpoll, so nothing
  * but the daemon sits between the requests and the timers.)  When it
  * passes, the daemon has tens of thousands of equal, due timers, which it
  * expires in bounded batches per loop turn (TIMER_BATCH in server.c).
@@ -33,7 +33,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../../daemon/codec.h" /* NP_MAX_REQUESTS_PER_MESSAGE */
 #include "harness.h"
+
+#define PER_DATAGRAM NP_MAX_REQUESTS_PER_MESSAGE
 
 #define WATCHDOG_USEC 200000
 #define STALL_BOUND_NS NSEC_PER_SEC_F
@@ -226,13 +229,14 @@ static void storm_register(int c, int n, int *efd, uint64_t *d, Netpoll__V1__Req
         }
 }
 
-/* Sends `op` (quiet) for every descriptor, 1024 per datagram; with a
+/* Sends `op` (quiet) for every descriptor, NP_MAX_REQUESTS_PER_MESSAGE per
+ * datagram; with a
  * deadline (OP_SET_DEADLINE) that absolute CLOCK_MONOTONIC instant. */
 static void storm_send_all(int c, int n, const uint64_t *d, int op, int64_t deadline,
                            Netpoll__V1__Request *q, Netpoll__V1__Request **qs)
 {
-        for (int base = 0; base < n; base += 1024) {
-                int k = n - base < 1024 ? n - base : 1024;
+        for (int base = 0; base < n; base += PER_DATAGRAM) {
+                int k = n - base < PER_DATAGRAM ? n - base : PER_DATAGRAM;
                 for (int j = 0; j < k; j++) {
                         q[j] = raw_request(0, op, d[base + j], NP_READ, deadline);
                         q[j].absolute = deadline != 0;
@@ -250,11 +254,12 @@ static void storm(int round, int n)
         int *efd = malloc((size_t)n * sizeof(*efd));
         uint64_t *d = malloc((size_t)n * sizeof(*d));
         uint8_t *seen = calloc((size_t)n, 1);
-        Netpoll__V1__Request *q = calloc(1024, sizeof(*q)), **qs = calloc(1024, sizeof(*qs));
+        Netpoll__V1__Request *q = calloc(PER_DATAGRAM, sizeof(*q));
+        Netpoll__V1__Request **qs = calloc(PER_DATAGRAM, sizeof(*qs));
 
         if (!efd || !d || !seen || !q || !qs)
                 fault_die("out of memory");
-        for (int i = 0; i < 1024; i++)
+        for (int i = 0; i < PER_DATAGRAM; i++)
                 qs[i] = &q[i];
         int c = test_raw_connect(dm.sock);
         if (c < 0 || raw_hello(c, 5000) < 0)
