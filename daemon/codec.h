@@ -16,8 +16,10 @@
 #define NP_MAX_MESSAGE_BYTES (64 * 1024)
 #define NP_MAX_FDS_PER_MESSAGE 253
 /* A datagram is decoded and run in one piece (protobuf-c, about 0.16 us a
- * request): 256 bound that piece to some 40 us of the loop.  The library's
- * batch (client/client.h: BATCH_MAX) plus one request fits. */
+ * request): 256 bound that piece to some 40 us of the loop for plain
+ * requests.  Opens cost more (fstat, epoll_ctl: about 3 us each), so a
+ * datagram of NP_MAX_FDS_PER_MESSAGE opens still takes some 0.8 ms.  The
+ * library's batch (client/client.h: BATCH_MAX) plus one request fits. */
 #define NP_MAX_REQUESTS_PER_MESSAGE 256
 
 typedef struct NpRequest {

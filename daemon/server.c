@@ -201,7 +201,7 @@ static void server_signal(Server *s)
         }
 }
 
-static void server_dispatch(Server *s, const struct epoll_event *ev)
+void server_dispatch(Server *s, const struct epoll_event *ev)
 {
         uint64_t t = ev->data.u64;
 

@@ -96,6 +96,10 @@ int server_run(Server *s);
 /* Ends every connection, removes the socket file, frees everything. */
 void server_done(Server *s);
 
+/* Handles one event of the main epoll set (the loop's dispatch step; the
+ * session fuzzer calls it too, so both take the same path). */
+void server_dispatch(Server *s, const struct epoll_event *ev);
+
 /* Closes the fds of ended connections, at most a batch per call (all: until
  * done), and frees each connection once all of its are closed.  The loop
  * calls it every turn. */

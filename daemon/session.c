@@ -253,9 +253,8 @@ void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t n
 static bool peer_hung_up(int fd)
 {
         struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-        int r = poll(&p, 1, 0);
 
-        return r < 0 || (r == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+        return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* Receives and handles one datagram.  Returns 1 if one was handled, 0 when

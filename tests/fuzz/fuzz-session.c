@@ -69,6 +69,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -267,8 +268,9 @@ static void fzs_expire(int64_t now)
                 pollops_timer_fire(&fzs.srv.ops, t);
 }
 
-/* One epoll_wait(0) and dispatch of what the fuzzer can make ready:
- * descriptors and connections (server.c server_dispatch). */
+/* One epoll_wait(0) and the loop's own dispatch of what it returns:
+ * connections, their epoll sets of descriptors, descriptors in the main
+ * set, the wakeup eventfd and the timerfd. */
 static void fzs_poll(void)
 {
         Server *srv = &fzs.srv;
@@ -276,31 +278,8 @@ static void fzs_poll(void)
         int n = poller_wait(&srv->poller, evs, 64, 0);
 
         srv->ops.now = now_ns();
-        for (int i = 0; i < n; i++) {
-                uint64_t t = evs[i].data.u64;
-                uint32_t idx = token_index(t);
-                switch (token_tag(t)) {
-                case TOKEN_DESC: {
-                        PollSlot *slot = pollcache_lookup(&srv->cache, t);
-                        if (slot)
-                                pollops_ready(&srv->ops, &slot->pd, evs[i].events);
-                        break;
-                }
-                case TOKEN_SESSION:
-                        if (idx < srv->sessions_cap && srv->sessions[idx] &&
-                            srv->session_gens[idx] == token_gen(t))
-                                session_dispatch(srv->sessions[idx], evs[i].events);
-                        break;
-                case TOKEN_WAKEUP:
-                        poller_ack_wakeup(&srv->poller);
-                        break;
-                case TOKEN_TIMERFD:
-                        poller_ack_timer(&srv->poller);
-                        break;
-                default:
-                        break;
-                }
-        }
+        for (int i = 0; i < n; i++)
+                server_dispatch(srv, &evs[i]);
 }
 
 static void fzs_hello(Session *s)
@@ -328,6 +307,10 @@ static void fzs_listen(void)
                            listen(fd, 16) == 0,
                    "bind or listen: %s", strerror(errno));
         srv->listen_fd = fd;
+        struct stat st; /* as server_listen: how server_owns_file knows it */
+        fuzz_check(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
+        srv->listen_dev = st.st_dev;
+        srv->listen_ino = st.st_ino;
 }
 
 /* A new connection at index conn: connect, accept, then what
