@@ -10,6 +10,10 @@
 #include "codec.h"
 #include "session.h"
 
+/* Units of work (about 0.2 us each) a connection may use per wake; then
+ * other clients get a turn. */
+#define WORK_BUDGET 256
+
 /* session.c */
 
 /* The connection socket's epoll token: TOKEN_SESSION, its index and generation. */

@@ -167,6 +167,18 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
         case NETPOLL__V1__OP__OP_STATUS:
         case NETPOLL__V1__OP__OP_LIST_CLIENTS:
         case NETPOLL__V1__OP__OP_LIST_DESCS:
+                /* Each reads /proc or fstats every descriptor it lists and
+                 * holds the list until the flush: one per datagram (the
+                 * library never sends more), and it ends this connection's
+                 * turn, so a client cannot make one turn build hundreds. */
+                if (s->introspected) {
+                        reply(s, q, -EBUSY);
+                        return;
+                }
+                s->introspected = true;
+                s->work += WORK_BUDGET;
+                admin_handle(s, q);
+                return;
         case NETPOLL__V1__OP__OP_WATCH:
                 admin_handle(s, q);
                 return;

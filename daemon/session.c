@@ -47,7 +47,6 @@
 #include "token.h"
 
 #define RECV_BUDGET 32   /* datagrams read per wake, and */
-#define WORK_BUDGET 256  /* units of work (about 0.2 us each): then others get a turn */
 #define OPEN_COST 16     /* units per fd-taking request */
 #define GROUP_BUDGET 128 /* descriptor events taken from one connection per turn */
 
@@ -205,6 +204,7 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
                 return;
         }
         s->server->ops.now = now_ns();
+        s->introspected = false;
         for (size_t i = 0; i < in->n_requests && !s->broken; i++) {
                 const NpRequest *q = &in->requests[i];
                 int none = -1;

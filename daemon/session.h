@@ -48,7 +48,8 @@ struct Session {
         uint32_t draining;   /* released descriptors whose fds are still to close */
         uint32_t drain_iter; /* pollcache_next_owned cursor of session_drain */
         uint64_t requests;
-        uint64_t work; /* budget units spent (session.c: WORK_BUDGET) */
+        uint64_t work; /* budget units spent (session-internal.h: WORK_BUDGET) */
+        bool introspected; /* this datagram had its one status/list request */
         uint64_t quiet_errors; /* pipelined requests that failed (client races) */
         int64_t connected_ns;
         Session *next_dirty;

@@ -1126,6 +1126,45 @@ START_TEST(test_hostile_empty_datagram_is_a_message_not_eof)
 }
 END_TEST
 
+/* A status or list request builds a list the size of what it describes:
+ * one per datagram, the rest of that datagram's get -EBUSY; other requests
+ * in it are served as usual. */
+START_TEST(test_hostile_one_introspection_request_per_datagram)
+{
+        Hostile h;
+        Netpoll__V1__Request q[4] = { mkreq(1, NETPOLL__V1__OP__OP_LIST_DESCS),
+                                      mkreq(2, NETPOLL__V1__OP__OP_LIST_DESCS),
+                                      mkreq(3, NETPOLL__V1__OP__OP_STATUS),
+                                      mkreq(4, NETPOLL__V1__OP__OP_PING) };
+        int32_t result[5] = { 1, 1, 1, 1, 1 };
+        int got = 0;
+
+        hostile_begin(&h);
+        int fd = raw_hello(h.d.sock);
+        ck_assert_int_eq(raw_send_requests(fd, q, 4, NULL, 0), 0);
+        while (got < 4) {
+                Netpoll__V1__ServerMessage *m;
+                ck_assert_int_eq(raw_recv(fd, IO_TIMEOUT_MS, &m), 1);
+                for (size_t i = 0; i < m->n_replies; i++) {
+                        uint64_t id = m->replies[i]->id;
+                        ck_assert(id >= 1 && id <= 4 && result[id] == 1);
+                        result[id] = m->replies[i]->result;
+                        got++;
+                }
+                netpoll__v1__server_message__free_unpacked(m, NULL);
+        }
+        ck_assert_int_eq(result[1], 0);
+        ck_assert_int_eq(result[2], -EBUSY);
+        ck_assert_int_eq(result[3], -EBUSY);
+        ck_assert_int_eq(result[4], 0);
+        Netpoll__V1__Request again = mkreq(5, NETPOLL__V1__OP__OP_LIST_DESCS);
+        ck_assert_int_eq(raw_send_requests(fd, &again, 1, NULL, 0), 0);
+        ck_assert_int_eq(raw_wait_reply(fd, 5, NULL), 0); /* the next datagram may ask again */
+        close(fd);
+        hostile_end(&h, 0);
+}
+END_TEST
+
 START_TEST(test_hostile_hello_version_2_gets_eproto)
 {
         Hostile h;
@@ -1764,6 +1803,7 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_hostile_requests_before_hello);
         tcase_add_test(tc, test_hostile_second_hello);
         tcase_add_test(tc, test_hostile_empty_datagram_is_a_message_not_eof);
+        tcase_add_test(tc, test_hostile_one_introspection_request_per_datagram);
         tcase_add_test(tc, test_hostile_hello_version_2_gets_eproto);
         tcase_add_test(tc, test_hostile_every_truncation_of_a_request_datagram);
         tcase_add_test(tc, test_hostile_oversized_datagram);
