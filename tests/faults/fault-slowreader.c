@@ -141,23 +141,53 @@ static int slow_arm_all(int sock, int k, const uint64_t *d)
         return 0;
 }
 
+/*
+ * Makes the calling child a background load.  The storm's CPU is the slow
+ * client's own business, not the daemon's: it runs as SCHED_IDLE, so on a
+ * 2-core machine a waking daemon or latency client takes its CPU at once
+ * (the scheduler treats a CPU running only SCHED_IDLE work as idle).  At
+ * nice 19, as before, a scheduler trace showed the daemon runnable for 5 ms
+ * behind it.  Falls back to nice 19 where SCHED_IDLE is refused.  The
+ * control load runs the same way.
+ */
+static void background_load(void)
+{
+        struct sched_param idle = { .sched_priority = 0 };
+
+        if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
+                (void)!nice(19);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+}
+
+/* Forks a child that reports over a pipe (report()): returns 0 in the
+ * child, with the write end in *ret_wr, and the child's pid in the parent,
+ * with the read end in *ret_rd. */
+static pid_t fork_reporting(int *ret_rd, int *ret_wr)
+{
+        int ctl[2];
+
+        if (pipe2(ctl, O_CLOEXEC) < 0)
+                fault_die("pipe: %s", strerror(errno));
+        pid_t pid = fork();
+        if (pid < 0)
+                fault_die("fork: %s", strerror(errno));
+        if (pid == 0) {
+                close(ctl[0]);
+                *ret_wr = ctl[1];
+                return 0;
+        }
+        close(ctl[1]);
+        *ret_rd = ctl[0];
+        return pid;
+}
+
 static void __attribute__((noreturn)) slow_main(const char *path, int k, int ctl)
 {
         uint64_t *d = calloc((size_t)k, sizeof(*d));
         int *w = calloc((size_t)k, sizeof(*w));
         int sock = test_raw_connect(path), r, round;
 
-        /* The storm's CPU is the slow client's own business, not the
-         * daemon's: it runs as SCHED_IDLE, so on a 2-core machine a waking
-         * daemon or latency client takes its CPU at once (the scheduler
-         * treats a CPU running only SCHED_IDLE work as idle).  At nice 19,
-         * as before, a scheduler trace showed the daemon runnable for 5 ms
-         * behind it.  What is measured is then the daemon's own handling
-         * of the storm.  Falls back to nice 19 where SCHED_IDLE is refused. */
-        struct sched_param idle = { .sched_priority = 0 };
-        if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
-                (void)!nice(19);
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        background_load();
         if (!d || !w || sock < 0 || raw_hello(sock, 5000) < 0) {
                 report(ctl, 'e', sock < 0 ? sock : -EPROTO);
                 _exit(2);
@@ -196,11 +226,8 @@ static void __attribute__((noreturn)) control_main(int k, int ctl)
 {
         int n = k / 2, ep = epoll_create1(EPOLL_CLOEXEC);
         int *w = calloc((size_t)n, sizeof(*w));
-        struct sched_param idle = { .sched_priority = 0 };
 
-        if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
-                (void)!nice(19);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        background_load();
         if (!w || ep < 0) {
                 report(ctl, 'e', -ENOMEM);
                 _exit(2);
@@ -362,23 +389,16 @@ static size_t samples_in(int64_t from, int64_t to)
 /* Runs one control load (control_main in a child) and records its window. */
 static void run_control(int k, int i, int64_t *from, int64_t *to)
 {
-        int ctl[2], value = 0, status;
+        int rd, wr, value = 0, status;
+        pid_t pid = fork_reporting(&rd, &wr);
 
-        if (pipe2(ctl, O_CLOEXEC) < 0)
-                fault_die("pipe: %s", strerror(errno));
-        pid_t pid = fork();
-        if (pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (pid == 0) {
-                close(ctl[0]);
-                control_main(k, ctl[1]);
-        }
-        close(ctl[1]);
-        char what = read_report(ctl[0], 60000, &value);
+        if (pid == 0)
+                control_main(k, wr);
+        char what = read_report(rd, 60000, &value);
         *from = test_now();
         if (what == 'o')
-                what = read_report(ctl[0], 60000, &value);
-        close(ctl[0]);
+                what = read_report(rd, 60000, &value);
+        close(rd);
         /* Its end and the same wait as a storm's, inside the window. */
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
@@ -457,18 +477,11 @@ int main(int argc, char **argv)
                 /* The control load first, then the storm: alternating, so
                  * both see the machine in the same state. */
                 run_control(k, storms, &control_from[storms], &control_to[storms]);
-                int ctl[2], value = 0, status;
-                if (pipe2(ctl, O_CLOEXEC) < 0)
-                        fault_die("pipe: %s", strerror(errno));
-                pid_t pid = fork();
-                if (pid < 0)
-                        fault_die("fork: %s", strerror(errno));
-                if (pid == 0) {
-                        close(ctl[0]);
-                        slow_main(dm.sock, k, ctl[1]);
-                }
-                close(ctl[1]);
-                char what = read_report(ctl[0], 60000, &value);
+                int rd, wr, value = 0, status;
+                pid_t pid = fork_reporting(&rd, &wr);
+                if (pid == 0)
+                        slow_main(dm.sock, k, wr);
+                char what = read_report(rd, 60000, &value);
                 if (what != 'o') {
                         kill(pid, SIGKILL);
                         waitpid(pid, &status, 0);
@@ -476,8 +489,8 @@ int main(int argc, char **argv)
                                   storms, what ? what : '-', strerror(-value));
                 }
                 storm_from[storms] = test_now();
-                what = read_report(ctl[0], 90000, &value);
-                close(ctl[0]);
+                what = read_report(rd, 90000, &value);
+                close(rd);
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
                 /* The window also covers the slow client's exit (the kernel
