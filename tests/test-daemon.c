@@ -215,27 +215,8 @@ static bool read_until(int fd, char *buf, size_t len, const char *needle)
 
 static int raw_send_bytes(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
 {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * 253)];
-        } control;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        ck_assert_uint_le(nfds, 253);
-        if (nfds) {
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
-                return -errno;
-        return 0;
+        ck_assert_uint_le(nfds, TEST_MAX_FDS);
+        return test_send_fds(fd, buf, len, fds, nfds, 0);
 }
 
 static int raw_send_msg(int fd, const Netpoll__V1__ClientMessage *m, const int *fds, size_t nfds)

@@ -82,3 +82,27 @@ long test_proc_status_kib(pid_t pid, const char *field)
         fclose(f);
         return kib;
 }
+
+int test_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags)
+{
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * TEST_MAX_FDS)];
+        } control;
+        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (nfds > TEST_MAX_FDS)
+                return -EINVAL;
+        if (nfds > 0) {
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+        }
+        return sendmsg(sock, &mh, MSG_NOSIGNAL | flags) < 0 ? -errno : 0;
+}

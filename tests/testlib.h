@@ -18,6 +18,12 @@ int fd_count_of(pid_t pid);
  * or -errno. */
 int test_raw_connect(const char *path);
 
+/* Sends one datagram of len bytes with nfds fds (at most TEST_MAX_FDS) as
+ * SCM_RIGHTS, with MSG_NOSIGNAL and the given extra flags.  0 or -errno
+ * (-EINVAL for too many fds). */
+#define TEST_MAX_FDS 253
+int test_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags);
+
 /* CPU time (user + system) of process pid so far, in ns, from its process
  * CPU clock; or -errno. */
 int64_t test_cpu_ns(pid_t pid);

@@ -16,36 +16,14 @@
 #include "harness.h"
 
 #define MAX_MESSAGE_BYTES (64 * 1024)
-#define MAX_FDS 253
 
 int raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-        } control;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int r = -EINTR;
 
-        if (nfds > MAX_FDS)
-                return -EINVAL;
-        if (nfds > 0) {
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        for (int i = 0; i < 100; i++) {
-                if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
-                        return 0;
-                if (errno != EINTR)
-                        return -errno;
-        }
-        return -EINTR;
+        for (int i = 0; i < 100 && r == -EINTR; i++)
+                r = test_send_fds(sock, buf, len, fds, nfds, 0);
+        return r;
 }
 
 int raw_send_requests(int sock, Netpoll__V1__Request *const *qs, size_t n, const int *fds,

@@ -84,6 +84,7 @@
 #include "pollcache.h"
 #include "server.h"
 #include "session.h"
+#include "../testlib.h"
 #include "token.h"
 
 #define FZS_CONNS 2
@@ -359,26 +360,8 @@ static Session *fzs_connect(unsigned conn)
 /* Sends a datagram and its fds through our end; false if it could not. */
 static bool fzs_send(unsigned conn, const uint8_t *buf, size_t len, const int *fds, size_t nfds)
 {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * FZS_MAX_FDS)];
-        } control;
-        struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        if (fzs.peer[conn] < 0)
-                return false;
-        if (nfds) {
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-        }
-        return sendmsg(fzs.peer[conn], &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0;
+        return fzs.peer[conn] >= 0 &&
+               test_send_fds(fzs.peer[conn], buf, len, fds, nfds, MSG_DONTWAIT) == 0;
 }
 
 static void fzs_verify(void)

@@ -48,7 +48,7 @@ FUZZ_MAX_LEN_codec   := 65536
 FUZZ_MAX_LEN_session := 8192
 
 FUZZ_LIB_OBJS := $(DAEMON_SRCS:%.c=$(FZ)/obj/%.o) $(COMMON_SRCS:%.c=$(FZ)/obj/%.o) \
-                 $(FZ)/obj/gen/netpoll.pb-c.o
+                 $(FZ)/obj/gen/netpoll.pb-c.o $(FZ)/obj/tests/testlib.o
 
 $(FUZZ_LIB_OBJS) $(FUZZ_TARGETS:%=$(FZ)/obj/tests/fuzz/fuzz-%.o): $(PB_H)
 
