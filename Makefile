@@ -47,9 +47,10 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 NP_CFLAGS = -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -DNETPOLL_VERSION='"$(VERSION)"' \
             -I$(G) -Icommon -Iclient -pthread -MMD -MP $(PKG_CFLAGS)
 
-DAEMON_SRCS := daemon/admin.c daemon/codec.c daemon/config.c daemon/listener.c daemon/log.c daemon/notify.c daemon/pollcache.c \
-               daemon/poller.c daemon/pollops.c daemon/server.c daemon/session.c daemon/session-out.c \
-               daemon/session-request.c daemon/timers.c
+DAEMON_SRCS := daemon/admin.c daemon/codec.c daemon/config.c daemon/cpuslice.c daemon/listener.c \
+               daemon/log.c daemon/notify.c daemon/pollcache.c daemon/poller.c daemon/pollops.c \
+               daemon/server.c daemon/session.c daemon/session-out.c daemon/session-request.c \
+               daemon/timers.c
 COMMON_SRCS := common/arena.c
 LIB_SRCS    := client/netpoll.c client/request.c client/reader.c client/wire.c client/desctab.c
 TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c

@@ -36,6 +36,7 @@ int config_init(Config *c)
                 .socket_path = strdup(CONFIG_DEFAULT_SOCKET),
                 .socket_mode = 0660,
                 .socket_group = -1,
+                .scheduler_slice_ns = CONFIG_DEFAULT_SLICE_NS,
                 .max_connections = 1024,
                 .max_connections_per_uid = 256,
                 .max_descriptors = 4096,
@@ -111,7 +112,7 @@ static bool parse_u64(const char *v, int base, uint64_t min, uint64_t max, uint6
         return true;
 }
 
-typedef enum KeyType { KEY_U32, KEY_MODE, KEY_DURATION, KEY_PATH, KEY_GROUP, KEY_USERS,
+typedef enum KeyType { KEY_U32, KEY_MODE, KEY_DURATION, KEY_SLICE, KEY_PATH, KEY_GROUP, KEY_USERS,
                        KEY_GROUPS, KEY_LEVEL } KeyType;
 
 typedef struct Key {
@@ -126,6 +127,8 @@ static const Key keys[] = {
         K("daemon", "socket_path", KEY_PATH, socket_path, 0, 0),
         K("daemon", "socket_mode", KEY_MODE, socket_mode, 0, 0777),
         K("daemon", "socket_group", KEY_GROUP, socket_group, 0, 0),
+        K("daemon", "scheduler_slice", KEY_SLICE, scheduler_slice_ns, 100000 /* 100 us */,
+          100000000 /* 100 ms */),
         K("limits", "max_connections", KEY_U32, max_connections, 1, 1000000),
         K("limits", "max_connections_per_uid", KEY_U32, max_connections_per_uid, 1, 1000000),
         K("limits", "max_descriptors_per_connection", KEY_U32, max_descriptors, 1,
@@ -236,6 +239,17 @@ static int on_key(void *user, const char *section, const char *name, const char 
                 *(int64_t *)field = ns;
                 return 1;
         }
+        case KEY_SLICE: { /* a duration, or 0 for the kernel's default */
+                int64_t ns;
+                if (parse_duration_ns(value, &ns) < 0 ||
+                    (ns != 0 && (ns < (int64_t)k->min || ns > (int64_t)k->max)))
+                        return fail(p, k->name,
+                                    "expected 0 (the kernel's default) or a duration from 100us "
+                                    "to 100ms, got '%s'",
+                                    value);
+                *(int64_t *)field = ns;
+                return 1;
+        }
         case KEY_PATH: {
                 if (value[0] != '/' && strncmp(value, "./", 2) != 0)
                         return fail(p, k->name, "expected an absolute path, got '%s'", value);
@@ -323,6 +337,10 @@ static void format_duration(char *buf, size_t len, int64_t ns)
                       { "s", 1000000000 },           { "ms", 1000000 },
                       { "us", 1000 },                { "ns", 1 } };
 
+        if (ns == 0) {
+                snprintf(buf, len, "0");
+                return;
+        }
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
                 if (ns % units[i].mult == 0) {
                         snprintf(buf, len, "%" PRId64 "%s", ns / units[i].mult, units[i].unit);
@@ -332,13 +350,15 @@ static void format_duration(char *buf, size_t len, int64_t ns)
 
 void config_print(const Config *c, FILE *f)
 {
-        char timeout[32];
+        char timeout[32], slice[32];
 
         format_duration(timeout, sizeof(timeout), c->handshake_timeout_ns);
+        format_duration(slice, sizeof(slice), c->scheduler_slice_ns);
         fprintf(f, "[daemon]\nsocket_path = %s\nsocket_mode = %04o\n", c->socket_path,
                 c->socket_mode);
         if (c->socket_group >= 0)
                 fprintf(f, "socket_group = %" PRId64 "\n", c->socket_group);
+        fprintf(f, "scheduler_slice = %s\n", slice);
         fprintf(f,
                 "\n[limits]\nmax_connections = %u\nmax_connections_per_uid = %u\n"
                 "max_descriptors_per_connection = %u\nmax_output_bytes = %u\n"

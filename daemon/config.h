@@ -12,6 +12,8 @@
 #include <sys/types.h>
 
 #define CONFIG_DEFAULT_SOCKET "/run/netpolld/netpolld.sock"
+/* Longer than any client's default slice (0.7-2.8 ms on Linux 6.12+): cpuslice.h says why. */
+#define CONFIG_DEFAULT_SLICE_NS (20 * 1000000)
 #define CONFIG_MAX_IDS 64
 
 /* Users or groups named in the [access] section, resolved to ids. */
@@ -24,6 +26,7 @@ typedef struct Config {
         char *socket_path;
         uint32_t socket_mode;  /* permission bits of the socket file we bind */
         int64_t socket_group;  /* gid to chown it to, or -1 */
+        int64_t scheduler_slice_ns; /* CPU slice asked of the scheduler, 0: the kernel's default */
         uint32_t max_connections;
         uint32_t max_connections_per_uid;
         uint32_t max_descriptors;  /* per connection */

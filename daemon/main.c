@@ -140,6 +140,7 @@ int main(int argc, char **argv)
                 config_done(&cfg);
                 return 1;
         }
+        server_apply_slice(&srv);
         r = server_listen(&srv, err, sizeof(err));
         if (r < 0) {
                 log_error("cannot listen: %s", err[0] ? err : strerror(-r));

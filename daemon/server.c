@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "../common/fdutil.h"
 #include "admin.h"
 #include "codec.h"
+#include "cpuslice.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -144,6 +146,26 @@ void server_mark_dirty(Server *s, Session *sess)
         s->dirty = sess;
 }
 
+void server_apply_slice(const Server *s)
+{
+        int64_t ns = s->config->scheduler_slice_ns;
+        CpuSlice got;
+        int r = cpuslice_set(ns, &got);
+
+        if (r < 0)
+                log_warning("cannot set the scheduler slice (scheduler_slice = %.1f ms): %s",
+                            (double)ns / 1e6, strerror(-r));
+        else if (r > 0)
+                log_info("scheduler slice %.1f ms%s", (double)got.kernel_ns / 1e6,
+                         ns ? "" : " (the kernel's default)");
+        else if (got.policy != SCHED_OTHER && got.policy != SCHED_BATCH &&
+                 got.policy != SCHED_IDLE)
+                log_notice("scheduler_slice ignored: netpolld runs under a real-time policy");
+        else if (ns)
+                log_notice("scheduler_slice ignored: this kernel has no per-task slices "
+                           "(Linux 6.12 or later has)");
+}
+
 /* SIGHUP: re-reads the configuration; limits, access and log level apply
  * at once to new requests and connections, existing descriptors are kept
  * even over a lowered quota.  A bad file is refused and the old one kept. */
@@ -170,8 +192,11 @@ static void server_reload(Server *s)
                 next.socket_path = cur->socket_path;
                 next.socket_mode = cur->socket_mode;
                 next.socket_group = cur->socket_group;
+                bool slice_changed = cur->scheduler_slice_ns != next.scheduler_slice_ns;
                 *cur = next;
                 log_set_level(cur->log_level);
+                if (slice_changed)
+                        server_apply_slice(s);
                 for (uint32_t i = 0; i < s->sessions_cap; i++)
                         if (s->sessions[i] && s->sessions[i]->watching)
                                 s->sessions[i]->watch_admin = admin_is_admin(s->sessions[i]);

@@ -90,6 +90,10 @@ int server_config_build(const ConfigSource *source, Config *ret, char *err, size
  * message for the operator in err. */
 int server_listen(Server *s, char *err, size_t errlen);
 
+/* Asks the scheduler for config->scheduler_slice (cpuslice.h) for the
+ * calling thread, and logs what the kernel did with it. */
+void server_apply_slice(const Server *s);
+
 /* Runs the loop until SIGTERM/SIGINT.  Returns 0 or -errno. */
 int server_run(Server *s);
 

@@ -3,6 +3,7 @@
  * in the message, the Config left as it was), through temporary files.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ static void assert_defaults(const Config *c)
         ck_assert_int_eq(c->socket_group, -1);
         ck_assert_uint_eq(c->max_connections_per_uid, 256);
         ck_assert_int_eq(c->handshake_timeout_ns, 5000000000LL);
+        ck_assert_int_eq(c->scheduler_slice_ns, 20000000LL);
         ck_assert_uint_eq(c->allow_users.n, 0);
         ck_assert_uint_eq(c->allow_groups.n, 0);
         ck_assert_uint_eq(c->admin_users.n, 0);
@@ -83,6 +85,7 @@ START_TEST(test_config_defaults_without_file)
         ck_assert_ptr_null(strstr(text, "socket_group"));
         ck_assert_ptr_nonnull(strstr(text, "max_connections_per_uid = 256\n"));
         ck_assert_ptr_nonnull(strstr(text, "handshake_timeout = 5s\n"));
+        ck_assert_ptr_nonnull(strstr(text, "scheduler_slice = 20ms\n"));
         ck_assert_ptr_nonnull(strstr(text, "[access]\n"));
         ck_assert_ptr_nonnull(strstr(text, "allow_users =\n"));
         ck_assert_ptr_nonnull(strstr(text, "admin_groups =\n"));
@@ -244,12 +247,32 @@ START_TEST(test_config_parses_operations_and_access_keys)
 }
 END_TEST
 
+typedef struct DurationCase {
+        const char *text;
+        int64_t ns;
+} DurationCase;
+
+/* Loads "KEY = text" (key_line names the section and key) for each case
+ * and checks the int64_t field at offset. */
+static void assert_durations(const char *key_line, size_t offset, const DurationCase *cases,
+                             size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                Config c;
+                char path[64], err[256], text[80];
+                snprintf(text, sizeof(text), "%s = %s\n", key_line, cases[i].text);
+                int r = load_text(&c, text, path, err);
+                ck_assert_msg(r == 0, "%s: %d (%s)", text, r, err);
+                int64_t got = *(const int64_t *)((const char *)&c + offset);
+                ck_assert_msg(got == cases[i].ns, "%s: %lld ns, want %lld", text, (long long)got,
+                              (long long)cases[i].ns);
+                config_done(&c);
+        }
+}
+
 START_TEST(test_config_durations)
 {
-        static const struct {
-                const char *text;
-                int64_t ns;
-        } cases[] = {
+        static const DurationCase cases[] = {
                 { "1ms", 1000000LL },         { "1000us", 1000000LL },
                 { "1000000ns", 1000000LL },   { "2s", 2000000000LL },
                 { "3", 3000000000LL },        { "1.5s", 1500000000LL },
@@ -257,17 +280,8 @@ START_TEST(test_config_durations)
                 { "3600s", 3600000000000LL },
         };
 
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                Config c;
-                char path[64], err[256], text[80];
-                snprintf(text, sizeof(text), "[limits]\nhandshake_timeout = %s\n", cases[i].text);
-                int r = load_text(&c, text, path, err);
-                ck_assert_msg(r == 0, "%s: %d (%s)", cases[i].text, r, err);
-                ck_assert_msg(c.handshake_timeout_ns == cases[i].ns, "%s: %lld ns, want %lld",
-                              cases[i].text, (long long)c.handshake_timeout_ns,
-                              (long long)cases[i].ns);
-                config_done(&c);
-        }
+        assert_durations("[limits]\nhandshake_timeout", offsetof(Config, handshake_timeout_ns),
+                         cases, sizeof(cases) / sizeof(cases[0]));
 }
 END_TEST
 
@@ -300,6 +314,7 @@ static void assert_round_trip(const char *text)
         ck_assert_mem_eq(&a.admin_users, &b.admin_users, sizeof(a.admin_users));
         ck_assert_mem_eq(&a.admin_groups, &b.admin_groups, sizeof(a.admin_groups));
         ck_assert_int_eq(a.log_level, b.log_level);
+        ck_assert_int_eq(a.scheduler_slice_ns, b.scheduler_slice_ns);
         free(printed);
         config_done(&a);
         config_done(&b);
@@ -313,6 +328,30 @@ START_TEST(test_config_print_round_trips)
                           "max_connections_per_uid = 2\nmax_descriptors_per_connection = 3\n"
                           "max_output_bytes = 70000\nhandshake_timeout = 2s\n"
                           "[access]\nallow_users = 0 5\nadmin_groups = 0\n[log]\nlevel = 3\n");
+}
+END_TEST
+
+/* scheduler_slice: 0 (the kernel's default) or 100us..100ms, printed so
+ * that it reads back the same. */
+START_TEST(test_config_scheduler_slice)
+{
+        static const DurationCase cases[] = { { "0", 0 },
+                                               { "100us", 100000LL },
+                                               { "2.5ms", 2500000LL },
+                                               { "100ms", 100000000LL },
+                                               { "0.02", 20000000LL } };
+        Config c;
+        char path[64], err[256];
+
+        assert_durations("[daemon]\nscheduler_slice", offsetof(Config, scheduler_slice_ns), cases,
+                         sizeof(cases) / sizeof(cases[0]));
+        assert_round_trip("[daemon]\nscheduler_slice = 2.5ms\n");
+        assert_round_trip("[daemon]\nscheduler_slice = 0\n");
+        ck_assert_int_eq(load_text(&c, "[daemon]\nscheduler_slice = 0\n", path, err), 0);
+        char *printed = print_config(&c);
+        ck_assert_ptr_nonnull(strstr(printed, "scheduler_slice = 0\n"));
+        free(printed);
+        config_done(&c);
 }
 END_TEST
 
@@ -395,6 +434,14 @@ static const struct {
           "handshake_timeout", NULL },
         { "handshake_timeout nan", "[limits]\nhandshake_timeout = nan\n", 2,
           "handshake_timeout", NULL },
+        { "scheduler_slice below", "[daemon]\nscheduler_slice = 99us\n", 2, "scheduler_slice",
+          "99us" },
+        { "scheduler_slice above", "[daemon]\nscheduler_slice = 101ms\n", 2, "scheduler_slice",
+          "101ms" },
+        { "scheduler_slice negative", "[daemon]\nscheduler_slice = -1ms\n", 2,
+          "scheduler_slice", NULL },
+        { "scheduler_slice words", "[daemon]\nscheduler_slice = short\n", 2, "scheduler_slice",
+          "short" },
         { "unknown user", "[access]\nallow_users = root, no-such-user-xyz\n", 2, "allow_users",
           "no-such-user-xyz" },
         { "unknown admin group", "[access]\nadmin_groups = no-such-group-xyz\n", 2,
@@ -621,6 +668,7 @@ Suite *suite_config(void)
         tcase_add_test(tc, test_config_durations);
         tcase_add_test(tc, test_config_print_round_trips);
         tcase_add_test(tc, test_config_print_round_trips_sub_ms_timeout);
+        tcase_add_test(tc, test_config_scheduler_slice);
         tcase_add_test(tc, test_config_later_file_overlays_earlier);
         tcase_add_test(tc, test_config_empty_file_keeps_defaults);
         tcase_add_test(tc, test_config_shipped_file_is_valid);
