@@ -17,8 +17,9 @@
  * stated cap (baseline + 16 MiB); all K of its fds are released; and another
  * client's wake latency (np_wait on a pipe a thread writes 300 us later)
  * does not degrade.  Its baseline is measured in the same run, alternately
- * with the storms: under a control load (control_main) that makes as many
- * pipes ready per round from a SCHED_IDLE process, without the daemon.  The
+ * with the storms: under a control load (control_main) that creates, sends
+ * away over SCM_RIGHTS, makes ready and frees as many pipes from SCHED_IDLE
+ * processes, without the daemon.  The
  * p99 during the storms must stay under 2x the control's in full mode; in
  * quick mode (CI) only 10x AND 5 ms worse fails.  The p99 before any load
  * is printed too.  A storm's window runs from the slow client's last open
@@ -26,26 +27,25 @@
  * fds is measured too; a control window likewise ends 60 ms after its
  * process was killed.  Storms repeat (with a fresh slow client: at least 2 in
  * quick mode, 8 in full) and go on until at least 200 (quick) or 1500 (full)
- * latency samples fell inside them.
+ * latency samples fell inside them.  FAULTS_TRACE=1 prints every sample and
+ * window in CLOCK_MONOTONIC seconds, to lay over a scheduler trace taken
+ * with perf sched record -k CLOCK_MONOTONIC.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../daemon/codec.h" /* NP_MAX_REQUESTS_PER_MESSAGE */
 #include "harness.h"
+#include "slowreader-load.h"
 
 #define MAX_OUTPUT_BYTES 262144
 #define RSS_HEADROOM (16 * 1024 * 1024) /* the stated cap: baseline RSS + 16 MiB */
@@ -54,203 +54,7 @@
 #define DURING_SAMPLES_FULL 1500 /* a p99 over this many moves less from run to run */
 #define MAX_STORMS 24
 #define MAX_SAMPLES 200000
-#define ROUND_GAP_MS 20
-#define MAX_ROUNDS 300
-#define FDS_PER_OPEN 253
-#define CONTROL_ROUNDS 3 /* a storm lasts 2 to 3 rounds before the cut */
 #define TEARDOWN_MS 60   /* measured after the cut, while the daemon closes its fds */
-
-/* ---- the slow client (a child process) ---- */
-
-static void report(int ctl, char what, int value)
-{
-        char buf[16];
-
-        buf[0] = what;
-        memcpy(buf + 1, &value, sizeof(value));
-        (void)!write(ctl, buf, 1 + sizeof(value));
-}
-
-/* Opens k pipes through the raw protocol; the descriptors go to d, the
- * write ends to w.  Reads the replies (this is the last time it reads). */
-static int slow_open(int sock, int k, uint64_t *d, int *w)
-{
-        Netpoll__V1__Request q[FDS_PER_OPEN], *qs[FDS_PER_OPEN];
-        int rfds[FDS_PER_OPEN], p[2];
-
-        for (int base = 0; base < k; base += FDS_PER_OPEN) {
-                int n = k - base < FDS_PER_OPEN ? k - base : FDS_PER_OPEN;
-                for (int j = 0; j < n; j++) {
-                        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-                                return -errno;
-                        rfds[j] = p[0];
-                        w[base + j] = p[1];
-                        q[j] = raw_request((uint64_t)(base + j + 1), NETPOLL__V1__OP__OP_OPEN, 0, 0,
-                                           0);
-                        q[j].user = (uint64_t)(base + j);
-                        q[j].fd_index = j;
-                        qs[j] = &q[j];
-                }
-                int r = raw_send_requests(sock, qs, (size_t)n, rfds, (size_t)n);
-                for (int j = 0; j < n; j++)
-                        close(rfds[j]); /* the daemon has its copy */
-                if (r < 0)
-                        return r;
-                int got = 0;
-                for (int i = 0; i < 1000 && got < n; i++) {
-                        Netpoll__V1__ServerMessage *m;
-                        r = raw_recv(sock, 10000, &m);
-                        if (r <= 0)
-                                return r == 0 ? -ECONNRESET : r;
-                        for (size_t j = 0; j < m->n_replies; j++) {
-                                const Netpoll__V1__Reply *rp = m->replies[j];
-                                if (rp->result < 0 || rp->id < 1 || rp->id > (uint64_t)k) {
-                                        netpoll__v1__server_message__free_unpacked(m, NULL);
-                                        return rp->result < 0 ? rp->result : -EPROTO;
-                                }
-                                d[rp->id - 1] = rp->desc;
-                                got++;
-                        }
-                        netpoll__v1__server_message__free_unpacked(m, NULL);
-                }
-                if (got < n)
-                        return -ETIMEDOUT;
-        }
-        return 0;
-}
-
-/* Sends a quiet OP_ARM (read) for every descriptor, as many per datagram
- * as the daemon takes (NP_MAX_REQUESTS_PER_MESSAGE). */
-static int slow_arm_all(int sock, int k, const uint64_t *d)
-{
-        static Netpoll__V1__Request q[NP_MAX_REQUESTS_PER_MESSAGE];
-        static Netpoll__V1__Request *qs[NP_MAX_REQUESTS_PER_MESSAGE];
-
-        for (int base = 0; base < k; base += NP_MAX_REQUESTS_PER_MESSAGE) {
-                int n = k - base < NP_MAX_REQUESTS_PER_MESSAGE ? k - base
-                                                               : NP_MAX_REQUESTS_PER_MESSAGE;
-                for (int j = 0; j < n; j++) {
-                        q[j] = raw_request(0, NETPOLL__V1__OP__OP_ARM, d[base + j], NP_READ, 0);
-                        q[j].quiet = true;
-                        qs[j] = &q[j];
-                }
-                int r = raw_send_requests(sock, qs, (size_t)n, NULL, 0);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/*
- * Makes the calling child a background load.  The storm's CPU is the slow
- * client's own business, not the daemon's: it runs as SCHED_IDLE, so on a
- * 2-core machine a waking daemon or latency client takes its CPU at once
- * (the scheduler treats a CPU running only SCHED_IDLE work as idle).  At
- * nice 19, as before, a scheduler trace showed the daemon runnable for 5 ms
- * behind it.  Falls back to nice 19 where SCHED_IDLE is refused.  The
- * control load runs the same way.
- */
-static void background_load(void)
-{
-        struct sched_param idle = { .sched_priority = 0 };
-
-        if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
-                (void)!nice(19);
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-}
-
-/* Forks a child that reports over a pipe (report()): returns 0 in the
- * child, with the write end in *ret_wr, and the child's pid in the parent,
- * with the read end in *ret_rd. */
-static pid_t fork_reporting(int *ret_rd, int *ret_wr)
-{
-        int ctl[2];
-
-        if (pipe2(ctl, O_CLOEXEC) < 0)
-                fault_die("pipe: %s", strerror(errno));
-        pid_t pid = fork();
-        if (pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (pid == 0) {
-                close(ctl[0]);
-                *ret_wr = ctl[1];
-                return 0;
-        }
-        close(ctl[1]);
-        *ret_rd = ctl[0];
-        return pid;
-}
-
-static void __attribute__((noreturn)) slow_main(const char *path, int k, int ctl)
-{
-        uint64_t *d = calloc((size_t)k, sizeof(*d));
-        int *w = calloc((size_t)k, sizeof(*w));
-        int sock = test_raw_connect(path), r, round;
-
-        background_load();
-        if (!d || !w || sock < 0 || raw_hello(sock, 5000) < 0) {
-                report(ctl, 'e', sock < 0 ? sock : -EPROTO);
-                _exit(2);
-        }
-        r = slow_open(sock, k, d, w);
-        if (r < 0) {
-                report(ctl, 'e', r);
-                _exit(2);
-        }
-        report(ctl, 'o', k);
-        /* From here on it never reads. */
-        int64_t give_up = test_now() + 60 * NSEC_PER_SEC_F;
-        for (round = 0; round < MAX_ROUNDS && test_now() < give_up; round++) {
-                r = slow_arm_all(sock, k, d);
-                if (r < 0)
-                        break;
-                for (int i = 0; i < k; i++)
-                        (void)!write(w[i], "x", 1);
-                fault_sleep_ms(ROUND_GAP_MS);
-        }
-        bool cut = r == -EPIPE || r == -ECONNRESET;
-        report(ctl, cut ? 'c' : 'n', round);
-        _exit(cut ? 0 : 1);
-}
-
-/*
- * The control: the same machine load without the daemon.  It makes k
- * pipes ready per round exactly as the slow client does (k/2 pipes written
- * twice, since it must hold both ends of each; their read ends sit in an
- * epoll set of its own, so each write does the same wake-up work in the
- * kernel), at SCHED_IDLE, for CONTROL_ROUNDS rounds, but none of it
- * reaches the daemon.  The latency client measured meanwhile is the
- * baseline for the storms: what the machine does to it under this load.
- */
-static void __attribute__((noreturn)) control_main(int k, int ctl)
-{
-        int n = k / 2, ep = epoll_create1(EPOLL_CLOEXEC);
-        int *w = calloc((size_t)n, sizeof(*w));
-
-        background_load();
-        if (!w || ep < 0) {
-                report(ctl, 'e', -ENOMEM);
-                _exit(2);
-        }
-        for (int i = 0; i < n; i++) {
-                int p[2];
-                struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
-                if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 ||
-                    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) < 0) {
-                        report(ctl, 'e', -errno);
-                        _exit(2);
-                }
-                w[i] = p[1];
-        }
-        report(ctl, 'o', k);
-        for (int round = 0; round < CONTROL_ROUNDS; round++) {
-                for (int i = 0; i < 2 * n; i++)
-                        (void)!write(w[i % n], "x", 1);
-                fault_sleep_ms(ROUND_GAP_MS);
-        }
-        report(ctl, 'd', CONTROL_ROUNDS);
-        _exit(0);
-}
 
 /* ---- measurements in the parent ---- */
 
@@ -386,14 +190,14 @@ static size_t samples_in(int64_t from, int64_t to)
         return inside;
 }
 
-/* Runs one control load (control_main in a child) and records its window. */
+/* Runs one control load (load_control_main in a child) and records its window. */
 static void run_control(int k, int i, int64_t *from, int64_t *to)
 {
         int rd, wr, value = 0, status;
-        pid_t pid = fork_reporting(&rd, &wr);
+        pid_t pid = load_fork(&rd, &wr);
 
         if (pid == 0)
-                control_main(k, wr);
+                load_control_main(k, wr);
         char what = read_report(rd, 60000, &value);
         *from = test_now();
         if (what == 'o')
@@ -478,9 +282,9 @@ int main(int argc, char **argv)
                  * both see the machine in the same state. */
                 run_control(k, storms, &control_from[storms], &control_to[storms]);
                 int rd, wr, value = 0, status;
-                pid_t pid = fork_reporting(&rd, &wr);
+                pid_t pid = load_fork(&rd, &wr);
                 if (pid == 0)
-                        slow_main(dm.sock, k, wr);
+                        load_slow_main(dm.sock, k, wr);
                 char what = read_report(rd, 60000, &value);
                 if (what != 'o') {
                         kill(pid, SIGKILL);
@@ -566,6 +370,15 @@ int main(int argc, char **argv)
                                         fault_say("  storm %d +%.1f ms: wake took %.2f ms", s,
                                                   (double)(lat.v[i].at - storm_from[s]) / 1e6,
                                                   (double)lat.v[i].lat / 1e6);
+        if (getenv("FAULTS_TRACE")) {
+                for (int w = 0; w < storms; w++)
+                        fprintf(stderr, "TRACE window storm %d %.6f %.6f control %.6f %.6f\n", w,
+                                storm_from[w] / 1e9, storm_to[w] / 1e9, control_from[w] / 1e9,
+                                control_to[w] / 1e9);
+                for (size_t i = 0; i < n; i++)
+                        fprintf(stderr, "TRACE sample %.6f %.0f\n", lat.v[i].at / 1e9,
+                                lat.v[i].lat / 1e3);
+        }
         int64_t peak = atomic_load(&rss.peak);
         (void)np_status(mon, &st);
         say_figures("before", &before);

@@ -29,6 +29,9 @@ $(O)/tests/faults/%.o: tests/faults/%.c $(PB_H)
 FAULT_OBJS := $(O)/tests/faults/harness.o $(O)/tests/faults/raw.o $(O)/tests/testlib.o \
               $(O)/gen/netpoll.pb-c.o
 
+# fault-slowreader's child processes live in a file of their own.
+$(B)/faults/fault-slowreader: $(O)/tests/faults/slowreader-load.o
+
 $(B)/faults/fault-%: $(O)/tests/faults/fault-%.o $(FAULT_OBJS) $(B)/libnetpoll.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
