@@ -26,7 +26,7 @@
  * to 60 ms after it was cut off and killed, so the daemon's teardown of its
  * fds is measured too; a control window likewise ends 60 ms after its
  * process was killed.  Storms repeat (with a fresh slow client: at least 2 in
- * quick mode, 8 in full) and go on until at least 200 (quick) or 1500 (full)
+ * quick mode, 16 in full) and go on until at least 200 (quick) or 4000 (full)
  * latency samples fell inside them.  FAULTS_TRACE=1 prints every sample and
  * window in CLOCK_MONOTONIC seconds, to lay over a scheduler trace taken
  * with perf sched record -k CLOCK_MONOTONIC.
@@ -51,7 +51,7 @@
 #define RSS_HEADROOM (16 * 1024 * 1024) /* the stated cap: baseline RSS + 16 MiB */
 #define BEFORE_SAMPLES 500
 #define DURING_SAMPLES 200       /* quick mode; full mode wants DURING_SAMPLES_FULL */
-#define DURING_SAMPLES_FULL 1500 /* a p99 over this many moves less from run to run */
+#define DURING_SAMPLES_FULL 4000 /* a p99 over this many moves less from run to run */
 #define MAX_STORMS 24
 #define MAX_SAMPLES 200000
 #define TEARDOWN_MS 60   /* measured after the cut, while the daemon closes its fds */
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
                 fault_sleep_ms(5);
         int64_t before_to = test_now();
 
-        int min_storms = fault_quick ? 2 : 8;
+        int min_storms = fault_quick ? 2 : 16;
         size_t want_samples = fault_quick ? DURING_SAMPLES : DURING_SAMPLES_FULL;
         for (; storms < MAX_STORMS && (inside_storms < want_samples || storms < min_storms); storms++) {
                 /* The control load first, then the storm: alternating, so
