@@ -193,7 +193,10 @@ void session_flush(Session *s)
                 session_close(s, NULL);
                 return;
         }
-        bool blocked = s->queue_len > 0 && session_out_drain(s) <= 0;
+        /* A full socket is tried again when EPOLLOUT says it has room (the
+         * dispatch step drains the queue then), not on every flush: a
+         * client that reads nothing would cost a failing send() a turn. */
+        bool blocked = s->queue_len > 0 && (s->want_out || session_out_drain(s) <= 0);
         if (s->dead)
                 return;
         while (done < s->n_out) {
