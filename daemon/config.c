@@ -241,7 +241,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
         }
         case KEY_SLICE: { /* a duration, or 0 for the kernel's default */
                 int64_t ns;
-                if (parse_duration_ns(value, &ns) < 0 ||
+                /* 0 only when written as zero: 0.4ns rounds to 0 too. */
+                bool zero = strtod(value, NULL) == 0.0;
+                if (parse_duration_ns(value, &ns) < 0 || (ns == 0 && !zero) ||
                     (ns != 0 && (ns < (int64_t)k->min || ns > (int64_t)k->max)))
                         return fail(p, k->name,
                                     "expected 0 (the kernel's default) or a duration from 100us "

@@ -12,7 +12,7 @@
 #include <sys/types.h>
 
 #define CONFIG_DEFAULT_SOCKET "/run/netpolld/netpolld.sock"
-/* Longer than any client's default slice (0.7-2.8 ms on Linux 6.12+): cpuslice.h says why. */
+/* Longer than any client's default slice (about 0.7-3 ms): cpuslice.h says why. */
 #define CONFIG_DEFAULT_SLICE_NS (20 * 1000000)
 #define CONFIG_MAX_IDS 64
 

@@ -1,15 +1,17 @@
 /*
- * sched_setattr/sched_getattr through syscall(2): glibc 2.36 has no
- * wrappers.  The kernel reports a fair task's slice in sched_runtime (6.12
- * and later; 0 before), which is how a kernel without custom slices is
- * told apart: it accepts the call and ignores the field.
+ * sched_setattr/sched_getattr through syscall(2): glibc 2.36 (Debian 12)
+ * has no wrappers.  (glibc 2.41 adds them, and a struct sched_attr in
+ * <sched.h> that would clash with <linux/sched/types.h>: this file includes
+ * only the latter.)  The kernel reports a fair task's slice in
+ * sched_runtime (6.12 and later; 0 before), which is how a kernel without
+ * custom slices is told apart: it accepts the call and ignores the field.
  */
 #include "cpuslice.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <linux/sched.h>
 #include <linux/sched/types.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,11 +27,6 @@ static int attr_get(struct sched_attr *ret)
         return 0;
 }
 
-static bool policy_is_fair(uint32_t policy)
-{
-        return policy == SCHED_NORMAL || policy == SCHED_BATCH || policy == SCHED_IDLE;
-}
-
 int cpuslice_set(int64_t ns, CpuSlice *ret)
 {
         struct sched_attr a;
@@ -40,11 +37,13 @@ int cpuslice_set(int64_t ns, CpuSlice *ret)
         r = attr_get(&a);
         if (r < 0)
                 return r;
-        bool fair = policy_is_fair(a.sched_policy);
-        bool applied = false;
+        /* Only these two take a slice: the kernel ignores sched_runtime
+         * for SCHED_IDLE, and it means something else for SCHED_DEADLINE. */
+        bool fair = a.sched_policy == SCHED_NORMAL || a.sched_policy == SCHED_BATCH;
+        CpuSliceOutcome outcome = CPUSLICE_POLICY;
         if (fair) {
                 /* Policy, nice and the reset-on-fork flag as they are; no
-                 * utilisation clamps (their flags are not set). */
+                 * utilisation clamp flag, so the clamps stay as they are. */
                 struct sched_attr set = {
                         .size = sizeof(set),
                         .sched_policy = a.sched_policy,
@@ -57,14 +56,17 @@ int cpuslice_set(int64_t ns, CpuSlice *ret)
                 r = attr_get(&a);
                 if (r < 0)
                         return r;
-                /* sched_runtime 0 after the call: the kernel has no slices. */
-                applied = a.sched_runtime != 0;
+                /* The kernel clamps to 0.1..100 ms, as the configuration
+                 * does; anything else reported means it ignored the field. */
+                if (a.sched_runtime == 0 || (ns != 0 && a.sched_runtime != (uint64_t)ns))
+                        outcome = CPUSLICE_NO_KERNEL;
+                else
+                        outcome = CPUSLICE_APPLIED;
         }
         if (ret)
                 *ret = (CpuSlice){
-                        .requested_ns = ns,
                         .kernel_ns = (int64_t)a.sched_runtime,
                         .policy = (int)a.sched_policy,
                 };
-        return applied ? 1 : 0;
+        return outcome;
 }

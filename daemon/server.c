@@ -146,6 +146,22 @@ void server_mark_dirty(Server *s, Session *sess)
         s->dirty = sess;
 }
 
+static const char *policy_name(int policy)
+{
+        switch (policy) {
+        case SCHED_FIFO:
+                return "SCHED_FIFO";
+        case SCHED_RR:
+                return "SCHED_RR";
+        case SCHED_IDLE:
+                return "SCHED_IDLE";
+        case SCHED_DEADLINE:
+                return "SCHED_DEADLINE";
+        default:
+                return "a policy other than SCHED_OTHER and SCHED_BATCH";
+        }
+}
+
 void server_apply_slice(const Server *s)
 {
         int64_t ns = s->config->scheduler_slice_ns;
@@ -153,14 +169,15 @@ void server_apply_slice(const Server *s)
         int r = cpuslice_set(ns, &got);
 
         if (r < 0)
-                log_warning("cannot set the scheduler slice (scheduler_slice = %.1f ms): %s",
-                            (double)ns / 1e6, strerror(-r));
-        else if (r > 0)
-                log_info("scheduler slice %.1f ms%s", (double)got.kernel_ns / 1e6,
+                log_warning("cannot set the scheduler slice (scheduler_slice = %g ms): %s%s",
+                            (double)ns / 1e6, strerror(-r),
+                            r == -EPERM ? " (a seccomp filter? allow sched_setattr)" : "");
+        else if (r == CPUSLICE_APPLIED)
+                log_info("scheduler slice %g ms%s", (double)got.kernel_ns / 1e6,
                          ns ? "" : " (the kernel's default)");
-        else if (got.policy != SCHED_OTHER && got.policy != SCHED_BATCH &&
-                 got.policy != SCHED_IDLE)
-                log_notice("scheduler_slice ignored: netpolld runs under a real-time policy");
+        else if (r == CPUSLICE_POLICY)
+                log_notice("scheduler_slice ignored: netpolld runs under %s",
+                           policy_name(got.policy));
         else if (ns)
                 log_notice("scheduler_slice ignored: this kernel has no per-task slices "
                            "(Linux 6.12 or later has)");
@@ -192,11 +209,11 @@ static void server_reload(Server *s)
                 next.socket_path = cur->socket_path;
                 next.socket_mode = cur->socket_mode;
                 next.socket_group = cur->socket_group;
-                bool slice_changed = cur->scheduler_slice_ns != next.scheduler_slice_ns;
                 *cur = next;
                 log_set_level(cur->log_level);
-                if (slice_changed)
-                        server_apply_slice(s);
+                /* Every time, not only on a change: it may have failed
+                 * before, or the slice may have been changed from outside. */
+                server_apply_slice(s);
                 for (uint32_t i = 0; i < s->sessions_cap; i++)
                         if (s->sessions[i] && s->sessions[i]->watching)
                                 s->sessions[i]->watch_admin = admin_is_admin(s->sessions[i]);

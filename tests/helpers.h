@@ -19,6 +19,7 @@ Suite *suite_pollcache(void);
 Suite *suite_pollops(void);
 Suite *suite_codec(void);
 Suite *suite_config(void);
+Suite *suite_cpuslice(void);
 Suite *suite_api(void);
 Suite *suite_daemon(void);
 Suite *suite_pollctl(void);

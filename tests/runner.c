@@ -10,9 +10,9 @@
 int main(void)
 {
         Suite *(*const suites[])(void) = {
-                suite_fdcheck, suite_timers, suite_pollcache, suite_pollops,
-                suite_codec,   suite_config, suite_api,       suite_daemon,
-                suite_pollctl, suite_ops,    suite_fuzzcorpus,
+                suite_fdcheck, suite_timers,   suite_pollcache, suite_pollops,
+                suite_codec,   suite_config,   suite_cpuslice,  suite_api,
+                suite_daemon,  suite_pollctl,  suite_ops,       suite_fuzzcorpus,
         };
         SRunner *sr = srunner_create(NULL);
 

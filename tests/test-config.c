@@ -336,6 +336,8 @@ END_TEST
 START_TEST(test_config_scheduler_slice)
 {
         static const DurationCase cases[] = { { "0", 0 },
+                                               { "0ms", 0 },
+                                               { "0.0", 0 },
                                                { "100us", 100000LL },
                                                { "2.5ms", 2500000LL },
                                                { "100ms", 100000000LL },
@@ -440,6 +442,10 @@ static const struct {
           "101ms" },
         { "scheduler_slice negative", "[daemon]\nscheduler_slice = -1ms\n", 2,
           "scheduler_slice", NULL },
+        { "scheduler_slice rounds to 0", "[daemon]\nscheduler_slice = 0.4ns\n", 2,
+          "scheduler_slice", "0.4ns" },
+        { "scheduler_slice tiny", "[daemon]\nscheduler_slice = 1e-10\n", 2, "scheduler_slice",
+          "1e-10" },
         { "scheduler_slice words", "[daemon]\nscheduler_slice = short\n", 2, "scheduler_slice",
           "short" },
         { "unknown user", "[access]\nallow_users = root, no-such-user-xyz\n", 2, "allow_users",

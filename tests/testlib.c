@@ -3,10 +3,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <linux/sched/types.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,4 +110,56 @@ int test_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t 
                 memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
         }
         return sendmsg(sock, &mh, MSG_NOSIGNAL | flags) < 0 ? -errno : 0;
+}
+
+int test_sched_get(pid_t pid, TestSched *ret)
+{
+        struct sched_attr a;
+
+        memset(&a, 0, sizeof(a));
+        if (syscall(SYS_sched_getattr, pid, &a, sizeof(a), 0) < 0)
+                return -errno;
+        *ret = (TestSched){
+                .policy = (int)a.sched_policy,
+                .nice = a.sched_nice,
+                .slice_ns = (int64_t)a.sched_runtime,
+                .reset_on_fork = (a.sched_flags & SCHED_FLAG_RESET_ON_FORK) != 0,
+        };
+        return 0;
+}
+
+int64_t test_sched_default_slice(void)
+{
+        int p[2], status;
+        int64_t ns = -EIO;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0) {
+                ns = -errno;
+                close(p[0]);
+                close(p[1]);
+                return ns;
+        }
+        if (pid == 0) {
+                TestSched t = { 0 };
+                int64_t v = -EIO;
+                if (test_sched_get(0, &t) == 0) {
+                        /* Policy and nice as they are: no privilege needed. */
+                        struct sched_attr a = { .size = sizeof(a),
+                                                .sched_policy = (uint32_t)t.policy,
+                                                .sched_nice = t.nice };
+                        if (syscall(SYS_sched_setattr, 0, &a, 0) == 0 && test_sched_get(0, &t) == 0)
+                                v = t.slice_ns;
+                }
+                (void)!write(p[1], &v, sizeof(v));
+                _exit(0);
+        }
+        close(p[1]);
+        if (read(p[0], &ns, sizeof(ns)) != (ssize_t)sizeof(ns))
+                ns = -EIO;
+        close(p[0]);
+        waitpid(pid, &status, 0);
+        return ns;
 }

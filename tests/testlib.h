@@ -31,3 +31,20 @@ int64_t test_cpu_ns(pid_t pid);
 /* A "Name: N kB" field of /proc/PID/status (VmRSS, RssAnon, ...) in KiB,
  * or -errno (-ENOENT when the field is missing). */
 long test_proc_status_kib(pid_t pid, const char *field);
+
+/* The scheduling attributes of pid (0: the caller), from sched_getattr. */
+typedef struct TestSched {
+        int policy;       /* SCHED_*, without SCHED_RESET_ON_FORK */
+        int nice;
+        int64_t slice_ns; /* the fair slice (sched_runtime); 0 before Linux 6.12 */
+        int reset_on_fork;
+} TestSched;
+
+/* 0 or -errno. */
+int test_sched_get(pid_t pid, TestSched *ret);
+
+/* The slice a fair task gets when it asks for the kernel's default, found
+ * in a child process (a slice is inherited across fork, so the caller's own
+ * may not be the default); 0 when the kernel has no per-task slices, or
+ * -errno. */
+int64_t test_sched_default_slice(void);

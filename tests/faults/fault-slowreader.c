@@ -17,9 +17,9 @@
  * stated cap (baseline + 16 MiB); all K of its fds are released; and another
  * client's wake latency (np_wait on a pipe a thread writes 300 us later)
  * does not degrade.  Its baseline is measured in the same run, alternately
- * with the storms: under a control load (control_main) that creates, sends
- * away over SCM_RIGHTS, makes ready and frees as many pipes from SCHED_IDLE
- * processes, without the daemon.  The
+ * with the storms: under a control load (load_control_main in
+ * slowreader-load.c) that creates, sends away over SCM_RIGHTS, makes ready
+ * and frees as many pipes from SCHED_IDLE processes, without the daemon.  The
  * p99 during the storms must stay under 2x the control's in full mode; in
  * quick mode (CI) only 10x AND 5 ms worse fails.  The p99 before any load
  * is printed too.  A storm's window runs from the slow client's last open

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../daemon/codec.h" /* NP_MAX_REQUESTS_PER_MESSAGE */
@@ -173,9 +174,10 @@ void load_slow_main(const char *path, int k, int ctl)
 /*
  * The holder half of the control load: it takes the read ends the control
  * sends over sock (SCM_RIGHTS, up to FDS_PER_OPEN a datagram, acknowledged
- * with one byte), puts each in an epoll set of its own as the daemon does,
- * and then only holds them, until the control process dies (and with it,
- * through PR_SET_PDEATHSIG, the holder).
+ * with one byte, 'o', or 'e' when a registration failed), puts each in an
+ * epoll set of its own as the daemon does, and then only holds them, until
+ * the control kills it (or dies: PR_SET_PDEATHSIG).  It owns sock and every
+ * fd it receives.
  */
 static void __attribute__((noreturn)) holder_main(int sock)
 {
@@ -186,6 +188,8 @@ static void __attribute__((noreturn)) holder_main(int sock)
         int ep = epoll_create1(EPOLL_CLOEXEC);
         char byte;
 
+        /* Had the control died before this call, recvmsg returns 0 or the
+         * ack fails with EPIPE: the holder exits either way. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (;;) {
                 struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
@@ -195,6 +199,7 @@ static void __attribute__((noreturn)) holder_main(int sock)
                                      .msg_controllen = sizeof(control) };
                 if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) <= 0)
                         _exit(0); /* the control is gone */
+                byte = ep < 0 ? 'e' : 'o';
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                                 continue;
@@ -203,7 +208,7 @@ static void __attribute__((noreturn)) holder_main(int sock)
                                                                     EPOLLRDHUP | EPOLLET };
                                 int fd;
                                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+                                if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
                                         byte = 'e';
                         }
                 }
@@ -217,20 +222,28 @@ static void __attribute__((noreturn)) holder_main(int sock)
  * time, and sends each batch of read ends away over SCM_RIGHTS, to a
  * holder process (holder_main) that keeps them in an epoll set, as the
  * daemon keeps its copies; then, for CONTROL_ROUNDS rounds 20 ms apart, it
- * writes one byte into every pipe.  So a storm and a control create and
- * free as many pipes and epoll registrations, and make as many pipes ready
- * a round, which matters: freeing them is RCU work that kernel threads do
- * on either CPU.  Both run at SCHED_IDLE.  None of it reaches the daemon.
+ * writes one byte into every pipe, and at the end kills the holder and
+ * waits for it, so the holder's teardown falls inside the window as the
+ * daemon's does in a storm.  So a storm and a control create (before their
+ * windows open) and free as many pipes and epoll registrations, and make as
+ * many pipes ready a round, which matters: freeing them is RCU work that
+ * kernel threads do on either CPU.  Both run at SCHED_IDLE.  None of it
+ * reaches the daemon.
  * The latency client measured meanwhile is the baseline for the storms:
  * what the machine does to it under this load.
  */
 void load_control_main(int k, int ctl)
 {
-        int *w = calloc((size_t)k, sizeof(*w)), sp[2];
+        int *w = calloc((size_t)k, sizeof(*w));
+        int sp[2], status;
 
         background_load();
-        if (!w || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        if (!w) {
                 load_report(ctl, 'e', -ENOMEM);
+                _exit(2);
+        }
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+                load_report(ctl, 'e', -errno);
                 _exit(2);
         }
         pid_t holder = fork();
@@ -245,16 +258,19 @@ void load_control_main(int k, int ctl)
         close(sp[1]);
         for (int base = 0; base < k; base += FDS_PER_OPEN) {
                 int rfds[FDS_PER_OPEN], p[2];
-                int n = k - base < FDS_PER_OPEN ? k - base : FDS_PER_OPEN, r = 0;
+                int n = k - base < FDS_PER_OPEN ? k - base : FDS_PER_OPEN, opened = 0, r = 0;
                 char ack = 0;
-                for (int j = 0; j < n && r == 0; j++) {
-                        r = pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 ? -errno : 0;
-                        rfds[j] = p[0];
-                        w[base + j] = p[1];
+                for (; opened < n && r == 0; opened++) {
+                        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+                                r = -errno;
+                                break;
+                        }
+                        rfds[opened] = p[0];
+                        w[base + opened] = p[1];
                 }
                 if (r == 0)
                         r = test_send_fds(sp[0], "o", 1, rfds, (size_t)n, 0);
-                for (int j = 0; j < n; j++)
+                for (int j = 0; j < opened; j++)
                         close(rfds[j]); /* the holder has its copy */
                 if (r == 0 && (read(sp[0], &ack, 1) != 1 || ack != 'o'))
                         r = -EPROTO;
@@ -269,6 +285,8 @@ void load_control_main(int k, int ctl)
                         (void)!write(w[i], "x", 1);
                 fault_sleep_ms(ROUND_GAP_MS);
         }
+        kill(holder, SIGKILL);
+        waitpid(holder, &status, 0);
         load_report(ctl, 'd', CONTROL_ROUNDS);
         _exit(0);
 }

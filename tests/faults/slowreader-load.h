@@ -27,5 +27,6 @@ pid_t load_fork(int *ret_rd, int *ret_wr);
 void __attribute__((noreturn)) load_slow_main(const char *path, int k, int ctl);
 
 /* The control load: the slow client's work on the kernel without the
- * daemon ('o' k once its pipes exist, 'd' rounds when done). */
+ * daemon ('o' k once its pipes exist, 'd' rounds when done, 'e' -errno on
+ * failure).  Both *_main functions own ctl and exit the process. */
 void __attribute__((noreturn)) load_control_main(int k, int ctl);
