@@ -1175,6 +1175,58 @@ END_TEST
 /* A status or list request builds a list the size of what it describes:
  * one per datagram, the rest of that datagram's get -EBUSY; other requests
  * in it are served as usual. */
+/*
+ * A client that stops reading while its replies pile up, then reads again,
+ * gets every reply, in order.  Its 200 descriptors make each descriptor
+ * list some 10 KB, so 60 of them (one a datagram: each its own reply) fill
+ * the daemon's socket buffer and the daemon queues the rest.  It sends
+ * them when EPOLLOUT says the socket has room, not before, so a lost
+ * EPOLLOUT would strand them (raw_recv times out).
+ */
+START_TEST(test_hostile_client_that_pauses_reading_gets_every_reply_in_order)
+{
+        enum { DESCS = 200, LISTS = 60 };
+        Netpoll__V1__Request opens[DESCS];
+        int p[2], fds[DESCS];
+        uint64_t next = DESCS + 1;
+        Hostile h;
+
+        hostile_begin(&h);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        for (int i = 0; i < DESCS; i++) {
+                opens[i] = mkreq((uint64_t)i + 1, NETPOLL__V1__OP__OP_OPEN);
+                opens[i].fd_index = i;
+                fds[i] = p[0];
+        }
+        int fd = raw_hello(h.d.sock);
+        ck_assert_int_eq(raw_send_requests(fd, opens, DESCS, fds, DESCS), 0);
+        ck_assert_int_eq(raw_wait_reply(fd, DESCS, NULL), 0);
+        for (uint64_t id = next; id < next + LISTS; id++) {
+                Netpoll__V1__Request q = mkreq(id, NETPOLL__V1__OP__OP_LIST_DESCS);
+                ck_assert_int_eq(raw_send_requests(fd, &q, 1, NULL, 0), 0);
+        }
+        usleep(200 * 1000); /* the daemon answers them all into a full socket */
+        StatusCopy st = raw_status(h.d.sock);
+        ck_assert_int_eq(st.descriptors, DESCS);
+        while (next <= DESCS + LISTS) {
+                Netpoll__V1__ServerMessage *m;
+                ck_assert_msg(raw_recv(fd, IO_TIMEOUT_MS, &m) == 1, "reply %llu never came",
+                              (unsigned long long)next);
+                for (size_t i = 0; i < m->n_replies; i++) {
+                        ck_assert_int_eq(m->replies[i]->id, next);
+                        ck_assert_int_eq(m->replies[i]->result, 0);
+                        next++;
+                }
+                netpoll__v1__server_message__free_unpacked(m, NULL);
+        }
+        raw_ping(fd, DESCS + LISTS + 1); /* and it goes on serving */
+        close(fd);
+        close(p[0]);
+        close(p[1]);
+        hostile_end(&h, 0);
+}
+END_TEST
+
 START_TEST(test_hostile_one_introspection_request_per_datagram)
 {
         Hostile h;
@@ -1851,6 +1903,7 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_hostile_second_hello);
         tcase_add_test(tc, test_hostile_empty_datagram_is_a_message_not_eof);
         tcase_add_test(tc, test_hostile_one_introspection_request_per_datagram);
+        tcase_add_test(tc, test_hostile_client_that_pauses_reading_gets_every_reply_in_order);
         tcase_add_test(tc, test_hostile_hello_version_2_gets_eproto);
         tcase_add_test(tc, test_hostile_every_truncation_of_a_request_datagram);
         tcase_add_test(tc, test_hostile_oversized_datagram);
