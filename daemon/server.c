@@ -185,7 +185,8 @@ void server_apply_slice(const Server *s)
 
 /* SIGHUP: re-reads the configuration; limits, access and log level apply
  * at once to new requests and connections, existing descriptors are kept
- * even over a lowered quota.  A bad file is refused and the old one kept. */
+ * even over a lowered quota, and the scheduler slice is asked for again.
+ * A bad file is refused and the old one kept. */
 static void server_reload(Server *s)
 {
         Config next;

@@ -260,7 +260,7 @@ void load_control_main(int k, int ctl)
                 int rfds[FDS_PER_OPEN], p[2];
                 int n = k - base < FDS_PER_OPEN ? k - base : FDS_PER_OPEN, opened = 0, r = 0;
                 char ack = 0;
-                for (; opened < n && r == 0; opened++) {
+                for (; opened < n; opened++) {
                         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
                                 r = -errno;
                                 break;
