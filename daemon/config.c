@@ -41,6 +41,10 @@ int config_init(Config *c)
                 .max_connections_per_uid = 256,
                 .max_descriptors = 4096,
                 .max_output_bytes = 1024 * 1024,
+                .max_output_bytes_per_uid = 16 * 1024 * 1024,
+                .max_output_bytes_total = 64 * 1024 * 1024,
+                .max_descriptors_per_uid = { .n = 25, .percent = true },
+                .reserved_fds = 512,
                 .handshake_timeout_ns = 5 * INT64_C(1000000000),
                 .log_level = LOG_INFO,
         };
@@ -62,6 +66,11 @@ int config_copy(Config *dst, const Config *src)
         *dst = *src;
         dst->socket_path = p;
         return 0;
+}
+
+uint64_t share_of(Share s, uint64_t whole)
+{
+        return s.percent ? whole * s.n / 100 : s.n;
 }
 
 bool idlist_contains(const IdList *l, uint32_t id)
@@ -112,7 +121,7 @@ static bool parse_u64(const char *v, int base, uint64_t min, uint64_t max, uint6
         return true;
 }
 
-typedef enum KeyType { KEY_U32, KEY_MODE, KEY_DURATION, KEY_SLICE, KEY_PATH, KEY_GROUP, KEY_USERS,
+typedef enum KeyType { KEY_U32, KEY_SHARE, KEY_MODE, KEY_DURATION, KEY_SLICE, KEY_PATH, KEY_GROUP, KEY_USERS,
                        KEY_GROUPS, KEY_LEVEL } KeyType;
 
 typedef struct Key {
@@ -134,6 +143,12 @@ static const Key keys[] = {
         K("limits", "max_descriptors_per_connection", KEY_U32, max_descriptors, 1,
           (1u << 24) - 1),
         K("limits", "max_output_bytes", KEY_U32, max_output_bytes, 65536, 1u << 30),
+        K("limits", "max_output_bytes_per_uid", KEY_U32, max_output_bytes_per_uid, 65536,
+          1u << 31),
+        K("limits", "max_output_bytes_total", KEY_U32, max_output_bytes_total, 65536, 1u << 31),
+        K("limits", "max_descriptors_per_uid", KEY_SHARE, max_descriptors_per_uid, 1,
+          (1u << 30)),
+        K("limits", "reserved_fds", KEY_U32, reserved_fds, 0, 1000000),
         K("limits", "handshake_timeout", KEY_DURATION, handshake_timeout_ns,
           1000000 /* 1 ms */, INT64_C(3600000000000) /* 1 h */),
         K("access", "allow_users", KEY_USERS, allow_users, 0, 0),
@@ -223,6 +238,21 @@ static int on_key(void *user, const char *section, const char *name, const char 
                 }
                 *(uint32_t *)field = (uint32_t)n;
                 return 1;
+        case KEY_SHARE: { /* N, or N% (1..100) */
+                char num[32];
+                size_t len = strlen(value);
+                bool pct = len > 0 && value[len - 1] == '%';
+                snprintf(num, sizeof(num), "%.*s", (int)(len - pct), value);
+                if (len >= sizeof(num) ||
+                    !parse_u64(num, 10, k->min, pct ? 100 : k->max, &n)) {
+                        snprintf(range, sizeof(range),
+                                 "a whole number in %" PRIu64 "..%" PRIu64 " or a share 1%%..100%%",
+                                 k->min, k->max);
+                        return fail(p, k->name, "expected %s", range);
+                }
+                *(Share *)field = (Share){ .n = (uint32_t)n, .percent = pct };
+                return 1;
+        }
         case KEY_MODE:
                 if (!parse_u64(value, 8, k->min, k->max, &n))
                         return fail(p, k->name, "expected octal permission bits (0000..0777), got '%s'",
@@ -363,10 +393,13 @@ void config_print(const Config *c, FILE *f)
         fprintf(f, "scheduler_slice = %s\n", slice);
         fprintf(f,
                 "\n[limits]\nmax_connections = %u\nmax_connections_per_uid = %u\n"
-                "max_descriptors_per_connection = %u\nmax_output_bytes = %u\n"
-                "handshake_timeout = %s\n\n[access]\n",
+                "max_descriptors_per_connection = %u\nmax_descriptors_per_uid = %u%s\n"
+                "reserved_fds = %u\nmax_output_bytes = %u\nmax_output_bytes_per_uid = %u\n"
+                "max_output_bytes_total = %u\nhandshake_timeout = %s\n\n[access]\n",
                 c->max_connections, c->max_connections_per_uid, c->max_descriptors,
-                c->max_output_bytes, timeout);
+                c->max_descriptors_per_uid.n, c->max_descriptors_per_uid.percent ? "%" : "",
+                c->reserved_fds, c->max_output_bytes, c->max_output_bytes_per_uid,
+                c->max_output_bytes_total, timeout);
         print_ids(f, "allow_users", &c->allow_users);
         print_ids(f, "allow_groups", &c->allow_groups);
         print_ids(f, "admin_users", &c->admin_users);

@@ -22,6 +22,12 @@ typedef struct IdList {
         uint32_t ids[CONFIG_MAX_IDS];
 } IdList;
 
+/* A count, or a percentage of something the daemon learns at run time. */
+typedef struct Share {
+        uint32_t n;
+        bool percent;
+} Share;
+
 typedef struct Config {
         char *socket_path;
         uint32_t socket_mode;  /* permission bits of the socket file we bind */
@@ -31,6 +37,10 @@ typedef struct Config {
         uint32_t max_connections_per_uid;
         uint32_t max_descriptors;  /* per connection */
         uint32_t max_output_bytes; /* queued, per connection */
+        uint32_t max_output_bytes_per_uid;
+        uint32_t max_output_bytes_total;
+        Share max_descriptors_per_uid; /* fds held for one uid; percent of RLIMIT_NOFILE */
+        uint32_t reserved_fds;         /* of RLIMIT_NOFILE, never given to clients */
         int64_t handshake_timeout_ns;
         IdList allow_users, allow_groups; /* empty: everyone the socket admits */
         IdList admin_users, admin_groups; /* may see every connection (root always) */
@@ -53,6 +63,9 @@ int config_load(Config *c, const char *path, char *err, size_t errlen);
 
 /* Writes the effective configuration as INI to f. */
 void config_print(const Config *c, FILE *f);
+
+/* What a Share comes to out of `whole`. */
+uint64_t share_of(Share s, uint64_t whole);
 
 /* Whether id is in the list. */
 bool idlist_contains(const IdList *l, uint32_t id);

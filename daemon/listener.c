@@ -239,7 +239,6 @@ static int listener_admit(Server *s, int fd)
 {
         struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
         socklen_t len = sizeof(cred);
-        uint32_t same_uid = 0;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -EACCES;
@@ -253,10 +252,10 @@ static int listener_admit(Server *s, int fd)
                             s->config->max_connections);
                 return -ECONNREFUSED;
         }
-        for (uint32_t i = 0; i < s->sessions_cap; i++)
-                if (s->sessions[i] && s->sessions[i]->uid == cred.uid)
-                        same_uid++;
-        if (same_uid >= s->config->max_connections_per_uid) {
+        Account *acct = accounts_get(&s->accounts, cred.uid);
+        if (!acct)
+                return -ENOMEM;
+        if (acct->connections >= s->config->max_connections_per_uid) {
                 log_warning("refused pid %d uid %d: max_connections_per_uid (%u) reached",
                             (int)cred.pid, (int)cred.uid, s->config->max_connections_per_uid);
                 return -EUSERS;
@@ -289,7 +288,9 @@ static void listener_add_session(Server *s, int fd)
         s->sessions[index] = sess;
         s->n_sessions++;
         s->stats.accepted++;
-        s->ungreeted_possible = true;
+        int64_t due = sess->connected_ns + s->config->handshake_timeout_ns;
+        if (due < s->handshake_due)
+                s->handshake_due = due;
         if (s->n_watchers)
                 admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
 }

@@ -11,7 +11,7 @@
 
 typedef struct Notify {
         bool enabled;           /* $NOTIFY_SOCKET is set */
-        int64_t watchdog_ns;    /* ping interval (half of WATCHDOG_USEC), 0: off */
+        int64_t watchdog_ns;    /* ping interval (a quarter of WATCHDOG_USEC), 0: off */
         int64_t next_watchdog;  /* CLOCK_MONOTONIC ns */
         int64_t next_status;
         char last_status[256];

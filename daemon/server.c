@@ -28,6 +28,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -89,9 +90,15 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
                 .signal_fd = -1,
                 .poller = { .epfd = -1, .wakefd = -1, .timerfd = -1 },
                 .started_ns = now_ns(),
+                .handshake_due = INT64_MAX,
         };
         pollcache_init(&s->cache);
         timers_init(&s->timers);
+        accounts_init(&s->accounts);
+        r = closer_init(&s->closer, &s->accounts);
+        if (r < 0)
+                return r;
+        server_apply_limits(s);
         s->ops = (PollOps){ .timers = &s->timers, .wake = session_wake, .userdata = s };
         r = poller_init(&s->poller);
         if (r < 0)
@@ -135,6 +142,28 @@ int server_listen(Server *s, char *err, size_t errlen)
                 s->listen_ino = st.st_ino;
         }
         return poller_add(&s->poller, s->listen_fd, EPOLLIN, token_make(TOKEN_LISTENER, 0, 0));
+}
+
+void server_apply_limits(Server *s)
+{
+        struct rlimit rl = { .rlim_cur = 1024 };
+        uint64_t nofile, reserved = s->config->reserved_fds;
+
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+        nofile = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : rl.rlim_cur;
+        s->fd_limit_clients = nofile > reserved ? nofile - reserved : 0;
+        s->fd_limit_uid = share_of(s->config->max_descriptors_per_uid, nofile);
+        if (s->fd_limit_uid > s->fd_limit_clients)
+                s->fd_limit_uid = s->fd_limit_clients;
+}
+
+void server_close_client_fd(Server *s, Account *acct, int fd, bool charged)
+{
+        if (fd < 0)
+                return;
+        if (!charged)
+                accounts_fds(&s->accounts, acct, 1);
+        closer_close(&s->closer, fd, acct);
 }
 
 void server_mark_dirty(Server *s, Session *sess)
@@ -215,6 +244,8 @@ static void server_reload(Server *s)
                 /* Every time, not only on a change: it may have failed
                  * before, or the slice may have been changed from outside. */
                 server_apply_slice(s);
+                s->handshake_due = 0; /* handshake_timeout may have changed */
+                server_apply_limits(s);
                 for (uint32_t i = 0; i < s->sessions_cap; i++)
                         if (s->sessions[i] && s->sessions[i]->watching)
                                 s->sessions[i]->watch_admin = admin_is_admin(s->sessions[i]);
@@ -376,12 +407,14 @@ static int server_housekeeping(Server *s)
                 server_status_line(s, status, sizeof(status));
         notify_tick(&s->notify, now, status);
         int64_t next = notify_next(&s->notify);
-        if (s->ungreeted_possible) {
-                int64_t h = server_sweep_handshakes(s, now);
-                s->ungreeted_possible = h != INT64_MAX;
-                if (h < next)
-                        next = h;
-        }
+        /* A sweep walks the table: only when the earliest hello is due. */
+        if (now >= s->handshake_due)
+                s->handshake_due = server_sweep_handshakes(s, now);
+        if (s->handshake_due < next)
+                next = s->handshake_due;
+        int64_t c = closer_tick(&s->closer, now);
+        if (c < next)
+                next = c;
         if (next == INT64_MAX)
                 return -1;
         int64_t ms = (next - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC;
@@ -402,7 +435,12 @@ int server_run(Server *s)
                         log_error("cannot arm the timerfd: %s", strerror(-r));
                         return r;
                 }
-                int timeout = s->dead ? 0 : server_housekeeping(s);
+                /* Every turn, whatever else is pending: ended connections
+                 * still draining make the wait not block, but must not stop
+                 * the watchdog or the handshake timeout. */
+                int timeout = server_housekeeping(s);
+                if (s->dead)
+                        timeout = 0;
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)
@@ -419,23 +457,31 @@ int server_run(Server *s)
         return 0;
 }
 
-bool server_owns_file(const Server *s, int fd)
+int server_classify_fd(const Server *s, int fd)
 {
         struct sockaddr_un peer;
         socklen_t len = sizeof(peer);
-        struct stat st;
+        struct statx stx;
 
-        /* One fstat sorts the fd; kcmp (about 1.6 us apiece) runs only for
+        /* One statx sorts the fd; kcmp (about 1.6 us apiece) runs only for
          * the kinds of file the daemon's poller fds are, so the common
-         * opens (pipes, sockets, ttys) stay cheap. */
-        if (fstat(fd, &st) < 0)
-                return false;
-        switch (st.st_mode & S_IFMT) {
+         * opens (pipes, sockets, ttys) stay cheap.  AT_STATX_DONT_SYNC: a
+         * FUSE or NFS file answers from its cache, not from a server that
+         * may never reply. */
+        if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) < 0)
+                return -errno;
+        switch (stx.stx_mode & S_IFMT) {
+        case S_IFREG:
+        case S_IFDIR:
+        case S_IFBLK:
+        case S_IFLNK:
+                /* Never pollable on a local file system (epoll_ctl says
+                 * EPERM), and on FUSE epoll_ctl itself would ask the file
+                 * system's server and wait for it: refused before that. */
+                return -EPERM;
         case S_IFIFO:
         case S_IFCHR:
-        case S_IFBLK:
-        case S_IFDIR:
-                return false;
+                return 0;
         case S_IFSOCK:
                 break;
         default: /* anonymous inodes (epoll, eventfd, timerfd, signalfd) */
@@ -445,8 +491,9 @@ bool server_owns_file(const Server *s, int fd)
         /* A socket: our listener (sockfs gives every socket its own inode),
          * or any connection to this daemon, the sender's own or another
          * client's, whose peer address is our listener's. */
-        if (s->listen_fd >= 0 && st.st_dev == s->listen_dev && st.st_ino == s->listen_ino)
-                return true;
+        if (s->listen_fd >= 0 && makedev(stx.stx_dev_major, stx.stx_dev_minor) == s->listen_dev &&
+            stx.stx_ino == s->listen_ino)
+                return 1;
         return s->listen_addr_len > offsetof(struct sockaddr_un, sun_path) &&
                getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
                peer.sun_family == AF_UNIX && len == s->listen_addr_len &&
@@ -556,6 +603,10 @@ void server_done(Server *s)
                 if (s->sessions[i])
                         session_close(s->sessions[i], "daemon shutting down");
         server_reap(s, true);
+        /* The fds of every connection were just handed over: let them
+         * close, but a close that hangs (a lingering socket) does not hold
+         * up the exit for long. */
+        bool closed = closer_done(&s->closer, 2 * NSEC_PER_SEC);
         listener_close(s);
         free(s->sessions);
         free(s->session_gens);
@@ -565,6 +616,8 @@ void server_done(Server *s)
         timers_done(&s->timers);
         pollcache_done(&s->cache);
         arena_done(&s->arena);
+        if (closed) /* else a worker stuck in close() still charges them */
+                accounts_done(&s->accounts);
         free(s->rbuf);
         free(s->wbuf);
 }

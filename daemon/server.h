@@ -12,6 +12,8 @@
 #include <sys/un.h>
 
 #include "../common/arena.h"
+#include "account.h"
+#include "closer.h"
 #include "config.h"
 #include "notify.h"
 #include "netpoll.pb-c.h"
@@ -66,6 +68,11 @@ typedef struct Server {
         Session *dirty;  /* sessions with replies to flush this turn */
         Session *dead;   /* ended sessions: their fds are closed in batches, then freed */
 
+        Accounts accounts; /* per uid: connections, fds, queued output */
+        Closer closer;     /* closes client fds off the loop thread */
+        uint64_t fd_limit_uid;     /* fds one uid may have the daemon hold */
+        uint64_t fd_limit_clients; /* all uids together: RLIMIT_NOFILE - reserved_fds */
+
         Arena arena;     /* decoding, reset after every datagram */
         uint8_t *rbuf;   /* one datagram in */
         uint8_t *wbuf;   /* one datagram out */
@@ -74,7 +81,7 @@ typedef struct Server {
         int64_t started_ns;
         ServerStats stats;
         bool stopping;
-        bool ungreeted_possible; /* a connection may still owe its hello */
+        int64_t handshake_due;   /* when the earliest hello owed is due, or INT64_MAX */
         uint32_t n_watchers;     /* connections subscribed with OP_WATCH */
 } Server;
 
@@ -109,10 +116,13 @@ void server_dispatch(Server *s, const struct epoll_event *ev);
  * calls it every turn. */
 void server_reap(Server *s, bool all);
 
-/* Whether fd (borrowed) is one of the daemon's own files: its poller fds,
- * its signalfd, its listener, or a connection to it (any client's).  Registering one
- * would make the daemon poll itself. */
-bool server_owns_file(const Server *s, int fd);
+/* Sorts fd (borrowed), without a system call that could wait on the
+ * file: 1 when it is one of the daemon's own files (its poller fds, its
+ * signalfd, its listener, or a connection to it, any client's: registering
+ * one would make the daemon poll itself); -EPERM for a kind of file that
+ * cannot be polled (regular file, directory, block device), which is not
+ * even tried; 0 for anything else; -errno when statx fails. */
+int server_classify_fd(const Server *s, int fd);
 
 /* Checks the cross-module invariants (pollcache vs connections, timer heap
  * vs timer counts, descriptor lists).  NULL when they hold, else what broke.
@@ -121,6 +131,14 @@ const char *server_verify(const Server *s);
 
 /* Refreshes and returns s->status. */
 const Netpoll__V1__Status *server_status(Server *s);
+
+/* Works out fd_limit_uid and fd_limit_clients from RLIMIT_NOFILE and the
+ * configuration (at start and on every reload). */
+void server_apply_limits(Server *s);
+
+/* Consumes fd, a client's: hands it to the closer, charged to acct until
+ * closed.  charged: already counted in acct (a registered descriptor's). */
+void server_close_client_fd(Server *s, Account *acct, int fd, bool charged);
 
 /* Schedules sess to be flushed at the end of this loop turn. */
 void server_mark_dirty(Server *s, Session *sess);

@@ -122,10 +122,20 @@ static int queue_push(Session *s, const uint8_t *buf, size_t len, uint32_t wakes
 {
         size_t need = s->queue_len + sizeof(QueuedHeader) + len;
 
-        if (need > s->server->config->max_output_bytes) {
-                log_warning("client %" PRIu64 " (pid %d, %s) does not read its replies: "
-                            "%zu bytes queued; dropping it",
-                            s->id, (int)s->pid, s->comm, s->queue_len);
+        const Config *cfg = s->server->config;
+        const Accounts *all = &s->server->accounts;
+        const char *over = need > cfg->max_output_bytes ? "max_output_bytes"
+                           : s->acct->output_bytes + (need - s->queue_len) >
+                                           cfg->max_output_bytes_per_uid
+                                   ? "max_output_bytes_per_uid"
+                           : all->output_bytes + (need - s->queue_len) > cfg->max_output_bytes_total
+                                   ? "max_output_bytes_total"
+                                   : NULL;
+
+        if (over) {
+                log_warning("client %" PRIu64 " (pid %d, uid %d, %s) does not read its replies: "
+                            "%zu bytes queued, %s reached; dropping it",
+                            s->id, (int)s->pid, (int)s->uid, s->comm, s->queue_len, over);
                 session_close(s, NULL);
                 return -1;
         }
@@ -144,6 +154,7 @@ static int queue_push(Session *s, const uint8_t *buf, size_t len, uint32_t wakes
         QueuedHeader h = { .len = (uint32_t)len, .wakes = wakes };
         memcpy(s->queue + s->queue_len, &h, sizeof(h));
         memcpy(s->queue + s->queue_len + sizeof(h), buf, len);
+        accounts_output(&s->server->accounts, s->acct, (int64_t)(need - s->queue_len));
         s->queue_len = need;
         return 0;
 }
@@ -176,6 +187,7 @@ int session_out_drain(Session *s)
         if (off > 0) /* a client that reads nothing must not cost a copy a turn */
                 memmove(s->queue, s->queue + off, s->queue_len - off);
         s->queue_len -= off;
+        accounts_output(&s->server->accounts, s->acct, -(int64_t)off);
         set_want_out(s, s->queue_len > 0);
         return s->queue_len == 0;
 }

@@ -61,6 +61,7 @@ static int desc_register(Session *s, int fd, uint64_t token)
                         return r;
                 s->group_fd = r;
                 made = true;
+                accounts_fds(&srv->accounts, s->acct, 1);
         }
         r = poller_group_add(s->group_fd, fd, DESC_EVENTS, token);
         if (r == -EINVAL || r == -ELOOP)
@@ -68,6 +69,7 @@ static int desc_register(Session *s, int fd, uint64_t token)
         if (r < 0 && made) {
                 poller_group_detach(&srv->poller, s->group_fd);
                 s->group_fd = safe_close(s->group_fd);
+                accounts_fds(&srv->accounts, s->acct, -1);
         }
         return r;
 }
@@ -84,7 +86,7 @@ static void desc_destroy(Session *s, PollSlot *slot)
         Server *srv = s->server;
 
         desc_unregister(s, slot->pd.fd);
-        safe_close(slot->pd.fd);
+        server_close_client_fd(srv, s->acct, slot->pd.fd, true);
         pollcache_free(&srv->cache, slot);
 }
 
@@ -94,10 +96,17 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         PollSlot *slot;
         int r;
 
-        if (s->owner.descriptors >= srv->config->max_descriptors)
+        /* Quotas first, before anything is allocated: the connection's, its
+         * uid's (every fd the daemon holds for the uid, closes in flight
+         * included), and the share of RLIMIT_NOFILE clients may have. */
+        if (atomic_load(&srv->accounts.fds) >= srv->fd_limit_clients)
+                return -EMFILE;
+        if (s->owner.descriptors >= srv->config->max_descriptors ||
+            atomic_load(&s->acct->fds) >= srv->fd_limit_uid)
                 return -EDQUOT;
-        if (server_owns_file(srv, fd))
-                return -EINVAL;
+        r = server_classify_fd(srv, fd);
+        if (r != 0)
+                return r > 0 ? -EINVAL : r;
         r = pollcache_alloc(&srv->cache, &slot);
         if (r < 0)
                 return r == -ENOSPC ? -EMFILE : r;
@@ -114,6 +123,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 pollcache_free(&srv->cache, slot);
                 return r;
         }
+        accounts_fds(&srv->accounts, s->acct, 1);
         *ret_desc = pollcache_token(slot);
         if (srv->n_watchers)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
@@ -151,7 +161,7 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
-                reply(s, q, fd_error ? fd_error : server_owns_file(srv, *fd));
+                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd) > 0);
                 return;
         case NETPOLL__V1__OP__OP_PING:
                 reply(s, q, 0);

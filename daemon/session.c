@@ -97,12 +97,15 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->id = ++server->next_connection_id;
         s->connected_ns = now_ns();
         read_peer(s);
-        r = poller_add(&server->poller, fd, EPOLLIN, session_token(s));
+        s->acct = accounts_get(&server->accounts, s->uid);
+        r = s->acct ? poller_add(&server->poller, fd, EPOLLIN, session_token(s)) : -ENOMEM;
         if (r < 0) {
                 safe_close(fd);
                 free(s);
                 return r;
         }
+        s->acct->connections++;
+        accounts_fds(&server->accounts, s->acct, 1); /* its socket */
         *ret = s;
         return 0;
 }
@@ -112,7 +115,11 @@ void session_free(Session *s)
         if (!s)
                 return;
         session_out_release_held(s);
-        safe_close(s->group_fd);
+        if (s->group_fd >= 0) {
+                s->group_fd = safe_close(s->group_fd);
+                accounts_fds(&s->server->accounts, s->acct, -1);
+        }
+        accounts_output(&s->server->accounts, s->acct, -(int64_t)s->queue_len);
         free(s->held);
         free(s->out);
         free(s->queue);
@@ -124,10 +131,13 @@ static bool op_takes_fd(int op)
         return op == NETPOLL__V1__OP__OP_OPEN || op == NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR;
 }
 
-static void close_fds(int *fds, size_t n)
+/* Hands the fds a datagram brought and no open took over to the closer. */
+static void close_fds(Session *s, int *fds, size_t n)
 {
-        for (size_t i = 0; i < n; i++)
-                fds[i] = safe_close(fds[i]);
+        for (size_t i = 0; i < n; i++) {
+                server_close_client_fd(s->server, s->acct, fds[i], false);
+                fds[i] = -1;
+        }
 }
 
 static void protocol_error(Session *s, const char *what)
@@ -192,14 +202,14 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
                 if (emfile)
                         continue;
                 if (q->fd_index < 0 || (size_t)q->fd_index >= nfds || used[q->fd_index]) {
-                        close_fds(fds, nfds);
+                        close_fds(s, fds, nfds);
                         protocol_error(s, "fd_index does not match the fds sent");
                         return;
                 }
                 used[q->fd_index] = 1;
         }
         if (!emfile && takes != nfds) {
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 protocol_error(s, nfds ? "fds on a message that takes none" : "fds missing");
                 return;
         }
@@ -217,7 +227,7 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
                 else
                         session_request_handle(s, q, &fds[q->fd_index], 0);
         }
-        close_fds(fds, nfds); /* those no open took over */
+        close_fds(s, fds, nfds); /* those no open took over */
 }
 
 void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t nfds, bool emfile)
@@ -228,19 +238,19 @@ void session_feed(Session *s, const uint8_t *buf, size_t len, int *fds, size_t n
 
         if (r < 0) {
                 arena_reset(&srv->arena);
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 protocol_error(s, r == -E2BIG ? "too many requests in one datagram"
                                               : "undecodable datagram");
                 return;
         }
         if (!s->greeted) {
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 if (nfds)
                         protocol_error(s, "fds on the hello");
                 else
                         session_greet(s, &in);
         } else if (in.hello) {
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 protocol_error(s, "second hello");
         } else
                 session_process(s, &in, fds, nfds, emfile);
@@ -293,7 +303,7 @@ static int session_recv_one(Session *s)
                         if (nfds < NP_MAX_FDS_PER_MESSAGE)
                                 fds[nfds++] = fd;
                         else
-                                safe_close(fd);
+                                server_close_client_fd(srv, s->acct, fd, false);
                 }
         }
         if (n == 0 && nfds == 0 && peer_hung_up(s->fd)) {
@@ -303,7 +313,7 @@ static int session_recv_one(Session *s)
         bool emfile = false;
         if (mh.msg_flags & MSG_CTRUNC) {
                 emfile = out_of_fds();
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 nfds = 0;
                 if (!emfile) {
                         protocol_error(s, "truncated SCM_RIGHTS (MSG_CTRUNC)");
@@ -311,7 +321,7 @@ static int session_recv_one(Session *s)
                 }
         }
         if (mh.msg_flags & MSG_TRUNC) {
-                close_fds(fds, nfds);
+                close_fds(s, fds, nfds);
                 protocol_error(s, "datagram larger than 64 KiB");
                 return -1;
         }
@@ -385,7 +395,9 @@ void session_close(Session *s, const char *why)
                 s->draining++;
         }
         poller_del(&srv->poller, s->fd);
-        s->fd = safe_close(s->fd);
+        s->fd = safe_close(s->fd); /* ours, AF_UNIX: its close never blocks */
+        accounts_fds(&srv->accounts, s->acct, -1);
+        s->acct->connections--;
         poller_group_detach(&srv->poller, s->group_fd); /* closed once drained */
         s->n_out = 0;
         s->owner.waiters = 0;

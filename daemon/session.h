@@ -18,6 +18,7 @@ typedef struct Session Session;
 
 struct Session {
         Server *server;
+        struct Account *acct; /* its uid's: charged for its fds and queued output */
         uint32_t index; /* in server->sessions; token index */
         int fd;
         int group_fd; /* its descriptors' epoll set, nested in the main one; -1 until the first open */

@@ -706,14 +706,122 @@ START_TEST(test_api_open_over_quota_is_edquot)
 }
 END_TEST
 
+/* Writes text to a new temporary file named from tmpl (modified). */
+static void write_conf(char *tmpl, const char *text)
+{
+        int f = mkstemp(tmpl);
+        ssize_t len = (ssize_t)strlen(text);
+
+        ck_assert_int_ge(f, 0);
+        ck_assert_int_eq(write(f, text, (size_t)len), len);
+        close(f);
+}
+
+/* Opens pipes' read ends on c until np_open fails; returns how many
+ * succeeded (their write ends in w[], descriptors in ds[]) and the error. */
+static int open_until_refused(np_client *c, int *w, np_desc *ds, int max, int *ret_error)
+{
+        int n = 0, p[2];
+
+        for (;;) {
+                ck_assert_int_lt(n, max);
+                mkpipe(p);
+                int r = np_open(c, p[0], (uint64_t)n, &ds[n]);
+                close(p[0]);
+                if (r < 0) {
+                        close(p[1]);
+                        *ret_error = r;
+                        return n;
+                }
+                w[n++] = p[1];
+        }
+}
+
+START_TEST(test_api_open_over_uid_quota_is_edquot)
+{
+        char conf[] = "/tmp/np-api-conf-XXXXXX";
+        TestDaemon d;
+        np_client *c = NULL, *c2 = NULL;
+        int w[32], w2[32], n, n2, r;
+        np_desc ds[32], ds2[32];
+
+        /* 20 fds for the uid: each connection's socket and epoll set count. */
+        write_conf(conf, "[limits]\nmax_descriptors_per_uid = 20\n");
+        const char *const args[] = { "--config", conf, NULL };
+        test_daemon_start(&d, args, 0, false);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        n = open_until_refused(c, w, ds, 32, &r);
+        ck_assert_int_eq(r, -EDQUOT);
+        ck_assert_int_eq(n, 20 - 2);
+        /* Another connection of the same uid: its socket is the 21st. */
+        ck_assert_int_eq(np_connect(d.sock, &c2), 0);
+        n2 = open_until_refused(c2, w2, ds2, 32, &r);
+        ck_assert_int_eq(r, -EDQUOT);
+        ck_assert_int_eq(n2, 0);
+        /* A close frees its share once the fd is really closed (off the
+         * loop thread, so allow a moment). */
+        np_disconnect(c2);
+        close_desc(c, ds[--n]);
+        close(w[n]);
+        int p[2];
+        mkpipe(p);
+        for (int i = 0; i < 1000 && (r = np_open(c, p[0], 99, &ds[n])) == -EDQUOT; i++)
+                usleep(1000);
+        ck_assert_int_eq(r, 0);
+        close(p[0]);
+        w[n++] = p[1];
+        ck_assert_int_eq(np_open(c, p[1], 98, &ds[n]), -EDQUOT);
+        close(p[1]);
+        w[n - 1] = -1;
+        for (int i = 0; i < n; i++) {
+                close_desc(c, ds[i]);
+                if (w[i] >= 0)
+                        close(w[i]);
+        }
+        finish(&d, c);
+        unlink(conf);
+}
+END_TEST
+
+START_TEST(test_api_open_into_reserved_fds_is_emfile)
+{
+        char conf[] = "/tmp/np-api-conf-XXXXXX";
+        TestDaemon d;
+        np_client *c = NULL;
+        int w[32], n, r;
+        np_desc ds[32];
+
+        /* 400 fds, 390 of them kept back: clients get 10 in all, whatever
+         * their uid's share. */
+        write_conf(conf, "[limits]\nreserved_fds = 390\nmax_descriptors_per_uid = 100%\n");
+        const char *const args[] = { "--config", conf, NULL };
+        test_daemon_start(&d, args, 400, false);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        n = open_until_refused(c, w, ds, 32, &r);
+        ck_assert_int_eq(r, -EMFILE);
+        ck_assert_int_eq(n, 10 - 2);
+        ck_assert_int_eq(np_ping(c), 0);
+        for (int i = 0; i < n; i++) {
+                close_desc(c, ds[i]);
+                close(w[i]);
+        }
+        finish(&d, c);
+        unlink(conf);
+}
+END_TEST
+
 START_TEST(test_api_open_daemon_out_of_fds_is_emfile)
 {
+        char conf[] = "/tmp/np-api-conf-XXXXXX";
         TestDaemon d;
         np_client *c = NULL;
         int w[64], n = 0, r, p[2];
         np_desc ds[64];
 
-        test_daemon_start(&d, NULL, 64, false);
+        /* No reserve and no uid share: the kernel's own EMFILE comes first. */
+        write_conf(conf, "[limits]\nreserved_fds = 0\nmax_descriptors_per_uid = 100%\n");
+        const char *const args[] = { "--config", conf, NULL };
+        test_daemon_start(&d, args, 64, false);
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
         for (;;) {
                 ck_assert_int_lt(n, 64);
@@ -740,11 +848,14 @@ START_TEST(test_api_open_daemon_out_of_fds_is_emfile)
         ck_assert_int_eq(np_ping(c), 0);
         assert_stats(c, n, 0, 0);
 
-        /* One np_close frees one fd, and np_open works again, once. */
+        /* One np_close frees one fd (once the closer thread has closed
+         * it), and np_open works again, once. */
         close_desc(c, ds[n - 1]);
         close(w[--n]);
         mkpipe(p);
-        ds[n] = open_ok(c, p[0], n);
+        for (int i = 0; i < 1000 && (r = np_open(c, p[0], n, &ds[n])) == -EMFILE; i++)
+                usleep(1000);
+        ck_assert_int_eq(r, 0);
         close(p[0]);
         w[n++] = p[1];
         mkpipe(p);
@@ -758,6 +869,7 @@ START_TEST(test_api_open_daemon_out_of_fds_is_emfile)
         for (int i = 0; i < n; i++)
                 close(w[i]);
         stop_ok(&d);
+        unlink(conf);
 }
 END_TEST
 
@@ -2338,6 +2450,8 @@ Suite *suite_api(void)
         tcase_add_test(tc, test_api_open_own_library_fds_is_einval);
         tcase_add_test(tc, test_api_open_over_quota_is_edquot);
         tcase_add_test(tc, test_api_open_daemon_out_of_fds_is_emfile);
+        tcase_add_test(tc, test_api_open_over_uid_quota_is_edquot);
+        tcase_add_test(tc, test_api_open_into_reserved_fds_is_emfile);
 
         tc = tcase(s, "unblock-close-reset");
         tcase_add_test(tc, test_api_unblock_wakes_reader_and_writer_and_stops_timers);

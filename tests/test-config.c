@@ -64,6 +64,11 @@ static void assert_defaults(const Config *c)
         ck_assert_uint_eq(c->allow_groups.n, 0);
         ck_assert_uint_eq(c->admin_users.n, 0);
         ck_assert_uint_eq(c->admin_groups.n, 0);
+        ck_assert_uint_eq(c->max_descriptors_per_uid.n, 25);
+        ck_assert(c->max_descriptors_per_uid.percent);
+        ck_assert_uint_eq(c->reserved_fds, 512);
+        ck_assert_uint_eq(c->max_output_bytes_per_uid, 16u << 20);
+        ck_assert_uint_eq(c->max_output_bytes_total, 64u << 20);
 }
 
 START_TEST(test_config_defaults_without_file)
@@ -328,6 +333,29 @@ START_TEST(test_config_print_round_trips)
                           "max_connections_per_uid = 2\nmax_descriptors_per_connection = 3\n"
                           "max_output_bytes = 70000\nhandshake_timeout = 2s\n"
                           "[access]\nallow_users = 0 5\nadmin_groups = 0\n[log]\nlevel = 3\n");
+        assert_round_trip("[limits]\nmax_descriptors_per_uid = 40%\nreserved_fds = 0\n"
+                          "max_output_bytes_per_uid = 65536\nmax_output_bytes_total = 2147483648\n");
+        assert_round_trip("[limits]\nmax_descriptors_per_uid = 1000\n");
+}
+END_TEST
+
+/* max_descriptors_per_uid: a count, or a share of RLIMIT_NOFILE. */
+START_TEST(test_config_uid_descriptor_share)
+{
+        Config c;
+        char path[64], err[256];
+
+        ck_assert_int_eq(load_text(&c, "[limits]\nmax_descriptors_per_uid = 40%\n", path, err), 0);
+        ck_assert(c.max_descriptors_per_uid.percent);
+        ck_assert_uint_eq(share_of(c.max_descriptors_per_uid, 20000), 8000);
+        config_done(&c);
+        ck_assert_int_eq(load_text(&c, "[limits]\nmax_descriptors_per_uid = 100%\n", path, err), 0);
+        ck_assert_uint_eq(share_of(c.max_descriptors_per_uid, 20000), 20000);
+        config_done(&c);
+        ck_assert_int_eq(load_text(&c, "[limits]\nmax_descriptors_per_uid = 1234\n", path, err), 0);
+        ck_assert(!c.max_descriptors_per_uid.percent);
+        ck_assert_uint_eq(share_of(c.max_descriptors_per_uid, 20000), 1234);
+        config_done(&c);
 }
 END_TEST
 
@@ -456,6 +484,21 @@ static const struct {
         { "syntax error", "[daemon]\nsocket_path = /a\nthis line is not ini\n", 3, NULL, NULL },
         { "unterminated section", "# x\n[limits\n", 2, NULL, NULL },
         { "value without key", "[limits]\n= 5\n", 2, NULL, NULL },
+        { "uid share zero", "[limits]\nmax_descriptors_per_uid = 0%\n", 2,
+          "max_descriptors_per_uid", "1%..100%" },
+        { "uid share over 100", "[limits]\nmax_descriptors_per_uid = 101%\n", 2,
+          "max_descriptors_per_uid", NULL },
+        { "uid share junk", "[limits]\nmax_descriptors_per_uid = many%\n", 2,
+          "max_descriptors_per_uid", NULL },
+        { "uid share blank", "[limits]\nmax_descriptors_per_uid = %\n", 2,
+          "max_descriptors_per_uid", NULL },
+        { "uid count zero", "[limits]\nmax_descriptors_per_uid = 0\n", 2,
+          "max_descriptors_per_uid", NULL },
+        { "reserved_fds negative", "[limits]\nreserved_fds = -1\n", 2, "reserved_fds", NULL },
+        { "per-uid output below", "[limits]\nmax_output_bytes_per_uid = 65535\n", 2,
+          "max_output_bytes_per_uid", NULL },
+        { "total output above", "[limits]\nmax_output_bytes_total = 2147483649\n", 2,
+          "max_output_bytes_total", NULL },
 };
 
 START_TEST(test_config_errors_name_file_line_and_key)
@@ -673,6 +716,7 @@ Suite *suite_config(void)
         tcase_add_test(tc, test_config_parses_operations_and_access_keys);
         tcase_add_test(tc, test_config_durations);
         tcase_add_test(tc, test_config_print_round_trips);
+        tcase_add_test(tc, test_config_uid_descriptor_share);
         tcase_add_test(tc, test_config_print_round_trips_sub_ms_timeout);
         tcase_add_test(tc, test_config_scheduler_slice);
         tcase_add_test(tc, test_config_later_file_overlays_earlier);

@@ -308,7 +308,7 @@ static void fzs_listen(void)
                            listen(fd, 16) == 0,
                    "bind or listen: %s", strerror(errno));
         srv->listen_fd = fd;
-        struct stat st; /* as server_listen: how server_owns_file knows it */
+        struct stat st; /* as server_listen: how server_classify_fd knows it */
         fuzz_check(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
         srv->listen_dev = st.st_dev;
         srv->listen_ino = st.st_ino;
@@ -345,7 +345,7 @@ static Session *fzs_connect(unsigned conn)
         srv->sessions[conn] = s;
         srv->n_sessions++;
         srv->stats.accepted++;
-        srv->ungreeted_possible = true;
+        srv->handshake_due = 0; /* sweep on the next housekeeping */
         if (fzs.flags & 0x40) {
                 s->uid = 65534;
                 s->gid = 65534;

@@ -1,0 +1,254 @@
+/*
+ * The closer (closer.h): a FIFO of client fds and the threads that close
+ * them.  The queue is a ring under one mutex; the loop pushes (O(1)
+ * amortised) and workers pop the first fd whose uid has fewer than
+ * CLOSER_PER_ACCOUNT workers on it, so a uid whose closes hang is passed
+ * over.  Workers block on a condition variable when the queue is empty and
+ * leave after a while of idleness, the first one excepted.
+ */
+#include "closer.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/clock.h"
+
+#define CLOSER_IDLE_EXIT_NS (10 * NSEC_PER_SEC)
+#define CLOSER_STACK (64 * 1024)
+
+int closer_init(Closer *c, Accounts *accounts)
+{
+        *c = (Closer){ .accounts = accounts };
+        pthread_condattr_t ca;
+        int r = -pthread_mutex_init(&c->lock, NULL);
+
+        if (r < 0)
+                return r;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        r = -pthread_cond_init(&c->wake, &ca);
+        if (r == 0)
+                r = -pthread_cond_init(&c->idle, &ca);
+        pthread_condattr_destroy(&ca);
+        return r;
+}
+
+/* Takes the first queued fd whose uid may have another worker; the ring
+ * keeps the others in order.  Under the lock. */
+static bool closer_pop(Closer *c, CloserItem *ret)
+{
+        for (uint32_t i = 0; i < c->len; i++) {
+                uint32_t at = (c->head + i) % c->cap;
+                if (c->q[at].acct && c->q[at].acct->closing >= CLOSER_PER_ACCOUNT)
+                        continue;
+                *ret = c->q[at];
+                /* Close the gap: shift the ones before it up by one. */
+                for (uint32_t k = i; k > 0; k--)
+                        c->q[(c->head + k) % c->cap] = c->q[(c->head + k - 1) % c->cap];
+                c->head = (c->head + 1) % c->cap;
+                c->len--;
+                return true;
+        }
+        return false;
+}
+
+static void timespec_at(struct timespec *ts, int64_t ns)
+{
+        ts->tv_sec = (time_t)(ns / NSEC_PER_SEC);
+        ts->tv_nsec = (long)(ns % NSEC_PER_SEC);
+}
+
+static void *closer_main(void *arg)
+{
+        CloserWorker *w = arg;
+        Closer *c = w->closer;
+        CloserItem it;
+
+        pthread_mutex_lock(&c->lock);
+        for (;;) {
+                while (!closer_pop(c, &it)) {
+                        if (c->len == 0)
+                                pthread_cond_broadcast(&c->idle);
+                        if (c->stop)
+                                goto out;
+                        struct timespec ts;
+                        timespec_at(&ts, now_ns() + CLOSER_IDLE_EXIT_NS);
+                        c->n_waiting++;
+                        int r = pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+                        c->n_waiting--;
+                        /* Idle for long: all but the first worker leave. */
+                        if (r == ETIMEDOUT && c->len == 0 && w != c->workers[0])
+                                goto out;
+                }
+                w->busy_since = now_ns();
+                w->acct = it.acct;
+                if (it.acct)
+                        it.acct->closing++;
+                pthread_mutex_unlock(&c->lock);
+
+                close(it.fd);
+
+                pthread_mutex_lock(&c->lock);
+                if (it.acct) {
+                        it.acct->closing--;
+                        accounts_fds(c->accounts, it.acct, -1);
+                }
+                w->busy_since = 0;
+                w->acct = NULL;
+                c->closed++;
+        }
+out:
+        /* Leave the slot to a later worker; the last one out of a stopping
+         * closer frees nothing here (closer_done does). */
+        for (uint32_t i = 0; i < c->n_workers; i++)
+                if (c->workers[i] == w) {
+                        c->workers[i] = c->workers[--c->n_workers];
+                        c->workers[c->n_workers] = NULL;
+                        break;
+                }
+        pthread_cond_broadcast(&c->idle);
+        pthread_mutex_unlock(&c->lock);
+        free(w);
+        return NULL;
+}
+
+/* Starts one worker.  Under the lock.  0 or -errno. */
+static int closer_spawn(Closer *c)
+{
+        CloserWorker *w;
+        pthread_attr_t attr;
+        sigset_t all, old;
+        int r;
+
+        if (c->n_workers >= CLOSER_MAX_WORKERS)
+                return -EAGAIN;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->closer = c;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, CLOSER_STACK);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* Workers take no signals: the loop reads them from its signalfd. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&w->thread, &attr, closer_main, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        c->workers[c->n_workers++] = w;
+        c->started++;
+        return 0;
+}
+
+/* Whether every worker is stuck (or there is none).  Under the lock. */
+static bool closer_all_stuck(const Closer *c, int64_t now)
+{
+        for (uint32_t i = 0; i < c->n_workers; i++)
+                if (!c->workers[i]->busy_since ||
+                    now - c->workers[i]->busy_since < CLOSER_STUCK_NS)
+                        return false;
+        return true;
+}
+
+void closer_close(Closer *c, int fd, Account *acct)
+{
+        if (fd < 0)
+                return;
+        pthread_mutex_lock(&c->lock);
+        if (c->len == c->cap) {
+                uint32_t cap = c->cap ? c->cap * 2 : 256;
+                CloserItem *q = malloc(cap * sizeof(*q));
+                if (!q) {
+                        pthread_mutex_unlock(&c->lock);
+                        /* Out of memory: better a possible stall than a leak. */
+                        close(fd);
+                        if (acct)
+                                accounts_fds(c->accounts, acct, -1);
+                        return;
+                }
+                for (uint32_t i = 0; i < c->len; i++)
+                        q[i] = c->q[(c->head + i) % c->cap];
+                free(c->q);
+                c->q = q;
+                c->head = 0;
+                c->cap = cap;
+        }
+        c->q[(c->head + c->len) % c->cap] = (CloserItem){ .fd = fd, .acct = acct };
+        c->len++;
+        if (c->n_workers == 0)
+                (void)closer_spawn(c); /* on failure closer_tick tries again */
+        else if (c->n_waiting)
+                pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+}
+
+int64_t closer_tick(Closer *c, int64_t now)
+{
+        int64_t next = INT64_MAX;
+
+        pthread_mutex_lock(&c->lock);
+        if (c->len > 0 && c->n_waiting == 0) {
+                if (closer_all_stuck(c, now))
+                        (void)closer_spawn(c);
+                /* Look again once the newest busy worker could count as stuck. */
+                if (c->n_workers < CLOSER_MAX_WORKERS)
+                        next = now + CLOSER_STUCK_NS;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return next;
+}
+
+uint32_t closer_pending(Closer *c)
+{
+        pthread_mutex_lock(&c->lock);
+        uint32_t n = c->len;
+        pthread_mutex_unlock(&c->lock);
+        return n;
+}
+
+bool closer_done(Closer *c, int64_t timeout_ns)
+{
+        struct timespec ts;
+        int64_t until = now_ns() + timeout_ns;
+
+        pthread_mutex_lock(&c->lock);
+        timespec_at(&ts, until);
+        while (c->len > 0 && now_ns() < until) {
+                int64_t now = now_ns();
+                if (closer_all_stuck(c, now))
+                        (void)closer_spawn(c);
+                struct timespec step;
+                timespec_at(&step, now + CLOSER_STUCK_NS < until ? now + CLOSER_STUCK_NS : until);
+                pthread_cond_timedwait(&c->idle, &c->lock, &step);
+        }
+        c->stop = true;
+        pthread_cond_broadcast(&c->wake);
+        /* Idle workers leave at once; wait for them (not for stuck ones). */
+        while (c->n_workers > 0 && now_ns() < until) {
+                bool busy = false;
+                for (uint32_t i = 0; i < c->n_workers; i++)
+                        busy |= c->workers[i]->busy_since != 0;
+                if (busy)
+                        break;
+                pthread_cond_timedwait(&c->idle, &c->lock, &ts);
+        }
+        bool gone = c->n_workers == 0;
+        pthread_mutex_unlock(&c->lock);
+        if (gone) {
+                free(c->q);
+                c->q = NULL;
+                pthread_mutex_destroy(&c->lock);
+                pthread_cond_destroy(&c->wake);
+                pthread_cond_destroy(&c->idle);
+        }
+        /* Else a stuck worker still uses the closer: the process exit ends it. */
+        return gone;
+}

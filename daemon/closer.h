@@ -1,0 +1,80 @@
+/*
+ * Closes the fds clients handed to the daemon, off the loop thread.
+ *
+ * close() of the last copy of a file can block for as long as the file
+ * likes: a TCP socket with unsent data and SO_LINGER waits up to l_linger
+ * seconds (INT_MAX is allowed), a serial tty drains its output, a FUSE
+ * file sends FLUSH to a server that may never answer.  A client controls
+ * all of that, so the loop never closes a client's fd itself: it hands the
+ * fd to the closer (closer_close, which never blocks) and goes on.
+ *
+ * Worker threads take fds from a FIFO queue and close them.  One is started
+ * with the first fd; another is started (up to CLOSER_MAX_WORKERS) when fds
+ * wait and every worker has been inside one close() for CLOSER_STUCK_NS.
+ * At most CLOSER_PER_ACCOUNT workers work on one uid's fds at a time, so a
+ * uid whose closes hang holds that many threads and its own queued fds,
+ * and every other uid's fds still close.  Until an fd is closed it stays
+ * charged to its uid (Account.fds), so a uid cannot pile up closes beyond
+ * its descriptor quota.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "account.h"
+
+#define CLOSER_MAX_WORKERS 64
+#define CLOSER_PER_ACCOUNT 4
+#define CLOSER_STUCK_NS (2 * 1000000)
+
+typedef struct CloserItem {
+        int fd;
+        Account *acct;
+} CloserItem;
+
+typedef struct CloserWorker {
+        struct Closer *closer;
+        pthread_t thread;
+        int64_t busy_since; /* 0: idle */
+        Account *acct;      /* whose fd it is closing */
+} CloserWorker;
+
+typedef struct Closer {
+        pthread_mutex_t lock;
+        pthread_cond_t wake; /* an fd was queued, or stop */
+        pthread_cond_t idle; /* the queue became empty */
+        Accounts *accounts;
+        CloserItem *q; /* ring of cap items */
+        uint32_t head, len, cap;
+        CloserWorker *workers[CLOSER_MAX_WORKERS];
+        uint32_t n_workers, n_waiting; /* started; blocked on `wake` */
+        uint64_t closed;               /* fds closed so far */
+        uint64_t started;              /* workers started so far */
+        bool stop;
+} Closer;
+
+/* 0 or -errno.  accounts (borrowed) is charged back as fds close. */
+int closer_init(Closer *c, Accounts *accounts);
+
+/*
+ * Consumes fd (a client's, already charged to acct with accounts_fds): it
+ * is closed by a worker, and acct uncharged then.  Never blocks on the fd.
+ * Should no worker be startable or memory run out, the fd is queued anyway
+ * or, as a last resort, closed here.
+ */
+void closer_close(Closer *c, int fd, Account *acct);
+
+/* Starts a worker if fds wait and every worker is stuck.  Returns when it
+ * should be called again (CLOCK_MONOTONIC ns), INT64_MAX: not needed. */
+int64_t closer_tick(Closer *c, int64_t now);
+
+/* Fds queued and not yet taken by a worker (for status and tests). */
+uint32_t closer_pending(Closer *c);
+
+/* Waits up to timeout_ns for the queue to empty, then stops the idle
+ * workers; workers stuck in a close are left to the process exit.
+ * Returns whether every worker is gone (else the closer and the accounts
+ * it charges must stay allocated). */
+bool closer_done(Closer *c, int64_t timeout_ns);
