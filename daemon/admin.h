@@ -25,6 +25,14 @@ void admin_handle(Session *s, const NpRequest *q);
  * in force, so a reload applies at once). */
 bool admin_is_admin(const Session *s);
 
+/* Sends the next page of every descriptor listing under way (once a
+ * turn, from the loop).  Returns whether any can go on at once (else the
+ * loop may sleep: a blocked lister resumes on EPOLLOUT). */
+bool admin_descs_continue(Server *srv);
+
+/* Drops the listing of an ending connection. */
+void admin_descs_end(Session *s);
+
 /* Sends a watch event about connection `about` (and desc/mode where they
  * apply) to every watching connection that may see it. */
 void admin_watch(Server *srv, int kind, const Session *about, uint64_t desc, int mode);

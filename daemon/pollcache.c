@@ -86,8 +86,50 @@ int pollcache_alloc(PollCache *c, PollSlot **ret)
         return 0;
 }
 
+/* The slot named by a list link (index + 1). */
+static PollSlot *link_slot(const PollCache *c, uint32_t link)
+{
+        return pollcache_slot(c, link - 1);
+}
+
+void pollcache_link(PollCache *c, PollSlot *s, PollOwner *owner)
+{
+        uint32_t me = s->index + 1;
+
+        if (!owner->first) {
+                s->prev = s->next = me;
+                owner->first = me;
+        } else {
+                PollSlot *first = link_slot(c, owner->first);
+                PollSlot *last = link_slot(c, first->prev);
+                s->prev = first->prev;
+                s->next = owner->first;
+                last->next = me;
+                first->prev = me;
+        }
+        owner->linked++;
+}
+
+static void pollcache_unlink(PollCache *c, PollSlot *s, PollOwner *owner)
+{
+        uint32_t me = s->index + 1;
+
+        if (s->next == me) {
+                owner->first = 0;
+        } else {
+                link_slot(c, s->prev)->next = s->next;
+                link_slot(c, s->next)->prev = s->prev;
+                if (owner->first == me)
+                        owner->first = s->next;
+        }
+        s->prev = s->next = 0;
+        owner->linked--;
+}
+
 void pollcache_free(PollCache *c, PollSlot *s)
 {
+        if (s->next && s->pd.owner)
+                pollcache_unlink(c, s, s->pd.owner);
         s->gen++;
         s->pd.owner = NULL;
         s->pd.fd = -1;
@@ -98,12 +140,30 @@ void pollcache_free(PollCache *c, PollSlot *s)
 
 PollSlot *pollcache_next_owned(const PollCache *c, const PollOwner *owner, uint32_t *iter)
 {
-        for (uint32_t n = pollcache_allocated(c); *iter < n;) {
-                PollSlot *s = pollcache_slot(c, (*iter)++);
-                if (s->pd.owner == owner && pollcache_slot_in_use(s))
-                        return s;
+        /* *iter: 0 before the first, UINT32_MAX past the last, else the
+         * link of the next slot to return. */
+        if (*iter == 0)
+                *iter = owner->first ? owner->first : UINT32_MAX;
+        if (*iter == UINT32_MAX)
+                return NULL;
+        PollSlot *s = link_slot(c, *iter);
+        *iter = s->next == owner->first ? UINT32_MAX : s->next;
+        return s;
+}
+
+PollSlot *pollcache_owned_at(const PollCache *c, const PollOwner *owner, uint32_t pos)
+{
+        if (pos >= owner->linked)
+                return NULL;
+        PollSlot *s = link_slot(c, owner->first);
+        if (pos > owner->linked / 2) { /* nearer the end: walk back */
+                for (uint32_t i = owner->linked; i > pos; i--)
+                        s = link_slot(c, s->prev);
+                return s;
         }
-        return NULL;
+        for (uint32_t i = 0; i < pos; i++)
+                s = link_slot(c, s->next);
+        return s;
 }
 
 PollSlot *pollcache_lookup(const PollCache *c, uint64_t token)

@@ -19,6 +19,9 @@ typedef struct PollSlot {
         PollDesc pd; /* pd.user links the free list while the slot is free */
         uint32_t index;
         uint32_t gen; /* odd while allocated, even while free: never 0 when in use */
+        /* Its owner's list, circular (first's prev is the last): index + 1,
+         * 0 while not on one. */
+        uint32_t prev, next;
 } PollSlot;
 
 typedef struct PollCache {
@@ -37,16 +40,25 @@ void pollcache_done(PollCache *c);
  * Returns 0 and the slot in *ret, -ENOMEM, or -ENOSPC past the index limit. */
 int pollcache_alloc(PollCache *c, PollSlot **ret);
 
-/* Returns the slot to the free list and changes its generation. */
+/* Returns the slot to the free list and changes its generation (taking
+ * it off its owner's list first, if it is on one). */
 void pollcache_free(PollCache *c, PollSlot *s);
+
+/* Puts an allocated slot at the end of owner's list (pd.owner is set by
+ * pollops_open; the list is the pollcache's). */
+void pollcache_link(PollCache *c, PollSlot *s, PollOwner *owner);
 
 /* The slot a TOKEN_DESC token names, or NULL if stale or out of range. */
 PollSlot *pollcache_lookup(const PollCache *c, uint64_t token);
 
-/* Walks the allocated slots owned by owner: start with *iter = 0; returns
- * the next one, or NULL at the end.  The returned slot may be freed before
- * the next call.  O(slots allocated) per full walk. */
+/* Walks owner's list, oldest first: start with *iter = 0; returns the
+ * next slot, or NULL at the end.  The returned slot may be freed before
+ * the next call, but no other slot of owner's may (the cursor names the
+ * next one).  O(owner's slots) per full walk. */
 PollSlot *pollcache_next_owned(const PollCache *c, const PollOwner *owner, uint32_t *iter);
+
+/* The slot at position pos (0: oldest) of owner's list, or NULL: O(pos). */
+PollSlot *pollcache_owned_at(const PollCache *c, const PollOwner *owner, uint32_t pos);
 
 /* The slot at index (allocated or not), or NULL past the end. */
 PollSlot *pollcache_slot(const PollCache *c, uint32_t index);

@@ -74,6 +74,8 @@ typedef struct PollOwner {
         uint64_t descriptors;
         uint64_t waiters; /* parked waits whose outcome is not yet delivered */
         uint64_t timers;  /* armed deadline timers */
+        uint32_t first;   /* pollcache's list of its slots: index + 1, 0: empty */
+        uint32_t linked;  /* slots on that list */
 } PollOwner;
 
 /* Laid out to fit with the pollcache's slot header in 128 bytes. */

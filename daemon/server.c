@@ -425,6 +425,7 @@ int server_run(Server *s)
 {
         struct epoll_event evs[MAX_EVENTS];
         char status[128];
+        bool more = false; /* listings can go on at once */
         int r;
 
         server_status_line(s, status, sizeof(status));
@@ -439,7 +440,7 @@ int server_run(Server *s)
                  * still draining make the wait not block, but must not stop
                  * the watchdog or the handshake timeout. */
                 int timeout = server_housekeeping(s);
-                if (s->dead)
+                if (s->dead || more)
                         timeout = 0;
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
@@ -450,6 +451,7 @@ int server_run(Server *s)
                 }
                 for (int i = 0; i < n; i++)
                         server_dispatch(s, &evs[i]);
+                more = admin_descs_continue(s);
                 server_expire(s);
                 server_flush(s);
                 server_reap(s, false);
@@ -518,7 +520,7 @@ const char *server_verify(const Server *s)
                         listed++;
                         parked += pollops_parked(&slot->pd);
                 }
-                if (listed != sess->owner.descriptors)
+                if (listed != sess->owner.descriptors || listed != sess->owner.linked)
                         return "descriptor count differs from the slots the connection owns";
                 if (listed && sess->group_fd < 0)
                         return "a connection with descriptors has no epoll set";

@@ -159,13 +159,27 @@ static int queue_push(Session *s, const uint8_t *buf, size_t len, uint32_t wakes
         return 0;
 }
 
+/* Asks epoll for what the connection waits for: input unless a listing
+ * holds it back, output while the socket is full. */
+static void session_watch(Session *s, bool want_in, bool want_out)
+{
+        if (s->want_out == want_out && s->want_in == want_in)
+                return;
+        if (poller_mod(&s->server->poller, s->fd,
+                       (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0), session_token(s)) == 0) {
+                s->want_out = want_out;
+                s->want_in = want_in;
+        }
+}
+
 static void set_want_out(Session *s, bool on)
 {
-        if (s->want_out == on)
-                return;
-        if (poller_mod(&s->server->poller, s->fd, EPOLLIN | (on ? EPOLLOUT : 0),
-                       session_token(s)) == 0)
-                s->want_out = on;
+        session_watch(s, s->want_in, on);
+}
+
+void session_hold_input(Session *s, bool hold)
+{
+        session_watch(s, !hold, s->want_out);
 }
 
 int session_out_drain(Session *s)

@@ -116,6 +116,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 return r;
         }
         pollops_open(&srv->ops, &slot->pd, &s->owner, fd, q->user);
+        pollcache_link(&srv->cache, slot, &s->owner);
         r = desc_register(s, fd, pollcache_token(slot));
         if (r < 0) {
                 /* The fd stays the caller's to close. */

@@ -95,6 +95,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->fd = fd;
         s->group_fd = -1;
         s->id = ++server->next_connection_id;
+        s->want_in = true;
         s->connected_ns = now_ns();
         read_peer(s);
         s->acct = accounts_get(&server->accounts, s->uid);
@@ -335,6 +336,13 @@ void session_dispatch(Session *s, uint32_t events)
                 if (session_out_drain(s) < 0)
                         return;
         }
+        if (!s->want_in) {
+                /* A listing holds its input back (admin-descs.c); the
+                 * client hanging up meanwhile is the end of it. */
+                if (events & (EPOLLHUP | EPOLLERR))
+                        session_close(s, "disconnected");
+                return;
+        }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 uint64_t start = s->work;
                 for (int i = 0; i < RECV_BUDGET && !s->broken && s->work - start < WORK_BUDGET;
@@ -379,6 +387,7 @@ void session_close(Session *s, const char *why)
         }
         if (srv->n_watchers && s->greeted)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
+        admin_descs_end(s);
         s->dead = true;
         if (why)
                 log_debug("client %" PRIu64 " (pid %d, %s): %s", s->id, (int)s->pid, s->comm,

@@ -16,6 +16,16 @@
 typedef struct Server Server;
 typedef struct Session Session;
 
+/* An OP_LIST_DESCS under way (admin-descs.c). */
+typedef struct DescsJob {
+        bool active;
+        bool admin;    /* may list every connection's */
+        uint64_t req;  /* the request's id */
+        uint64_t want; /* client id filter, 0: every one it may see */
+        uint32_t index, gen, pos; /* cursor: connection, its generation, position */
+        Session *next; /* the server's list of listings under way */
+} DescsJob;
+
 struct Session {
         Server *server;
         struct Account *acct; /* its uid's: charged for its fds and queued output */
@@ -33,6 +43,7 @@ struct Session {
         bool broken; /* out of memory: closed at the next flush */
         bool dirty;
         bool want_out; /* EPOLLOUT requested: the socket was full */
+        bool want_in;  /* EPOLLIN requested: not while a listing is under way */
         bool watching; /* OP_WATCH subscriber */
         uint64_t watch_client; /* 0: every connection it may see */
         bool watch_admin;      /* may see every connection's events */
@@ -52,6 +63,7 @@ struct Session {
         uint64_t work; /* budget units spent (session-internal.h: WORK_BUDGET) */
         bool introspected; /* this datagram had its one status/list request */
         uint64_t quiet_errors; /* pipelined requests that failed (client races) */
+        DescsJob descs;
         int64_t connected_ns;
         Session *next_dirty;
         Session *next_dead;

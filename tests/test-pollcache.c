@@ -384,15 +384,39 @@ START_TEST(test_pollcache_next_owned_walks_only_the_owners_slots)
                 s->pd.owner = &b;
                 if (i == 3 || i == 70 || i == 199)
                         mine[seen++] = s, s->pd.owner = &a;
+                pollcache_link(&c, s, s->pd.owner);
         }
+        ck_assert_uint_eq(a.linked, 3);
+        ck_assert_uint_eq(b.linked, 197);
         pollcache_free(&c, mine[1]); /* freed: no longer a's */
+        ck_assert_uint_eq(a.linked, 2);
         seen = 0;
         for (PollSlot *s; (s = pollcache_next_owned(&c, &a, &iter));) {
-                ck_assert(s == mine[0] || s == mine[2]);
+                ck_assert_ptr_eq(s, mine[seen ? 2 : 0]); /* oldest first */
                 seen++;
         }
         ck_assert_uint_eq(seen, 2);
         ck_assert_ptr_null(pollcache_next_owned(&c, &a, &iter)); /* stays at the end */
+        ck_assert_ptr_eq(pollcache_owned_at(&c, &a, 0), mine[0]);
+        ck_assert_ptr_eq(pollcache_owned_at(&c, &a, 1), mine[2]);
+        ck_assert_ptr_null(pollcache_owned_at(&c, &a, 2));
+        ck_assert_ptr_eq(pollcache_owned_at(&c, &b, 150), pollcache_slot(&c, 152));
+        /* Freeing each slot as the walk returns it (how a connection's
+         * descriptors are drained) visits every one exactly once. */
+        iter = 0;
+        seen = 0;
+        for (PollSlot *s; (s = pollcache_next_owned(&c, &b, &iter));) {
+                ck_assert_ptr_eq(s->pd.owner, &b);
+                pollcache_free(&c, s);
+                seen++;
+        }
+        ck_assert_uint_eq(seen, 197);
+        ck_assert_uint_eq(b.linked, 0);
+        ck_assert_uint_eq(b.first, 0);
+        pollcache_free(&c, mine[0]);
+        pollcache_free(&c, mine[2]);
+        ck_assert_uint_eq(a.first, 0);
+        ck_assert_uint_eq(c.in_use, 0);
         pollcache_done(&c);
 }
 END_TEST
