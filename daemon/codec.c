@@ -14,11 +14,90 @@
 
 #define CHUNK 512
 
+/* Reads a varint at *p (before end).  false: truncated or over 10 bytes. */
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+                uint8_t b = *(*p)++;
+                v |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80)) {
+                        *ret = v;
+                        return true;
+                }
+        }
+        return false;
+}
+
+enum { WIRE_VARINT = 0, WIRE_LEN = 2 };
+
+/*
+ * Checks that buf holds only fields this version knows, each of its
+ * declared wire type: ClientMessage { hello = 1, requests = 2 }, Hello
+ * { version = 1 (varint), name = 2 (bytes) }, Request { 1..9, varints }.
+ * Stops at the first field that is not (O(bytes) up to there), so a
+ * datagram of thousands of unknown fields, which protobuf-c would keep
+ * one by one, costs next to nothing.  Counts the requests.
+ */
+static int wire_check(const uint8_t *p, const uint8_t *end, int depth, size_t *n_requests)
+{
+        while (p < end) {
+                uint64_t tag, v;
+                if (!wire_varint(&p, end, &tag))
+                        return -EBADMSG;
+                uint64_t field = tag >> 3, type = tag & 7;
+                bool known;
+                switch (depth) {
+                case 0: /* ClientMessage */
+                        known = (field == 1 || field == 2) && type == WIRE_LEN;
+                        break;
+                case 1: /* Hello */
+                        known = (field == 1 && type == WIRE_VARINT) ||
+                                (field == 2 && type == WIRE_LEN);
+                        break;
+                default: /* Request */
+                        known = field >= 1 && field <= 9 && type == WIRE_VARINT;
+                        break;
+                }
+                if (!known) {
+                        /* A field number this version has, of another wire
+                         * type, is malformed (protobuf-c refuses it too); a
+                         * well-formed field of a number it lacks is new. */
+                        bool number_known = depth == 0   ? field == 1 || field == 2
+                                            : depth == 1 ? field == 1 || field == 2
+                                                         : field >= 1 && field <= 9;
+                        bool type_valid = type == WIRE_VARINT || type == WIRE_LEN ||
+                                          type == 1 || type == 5;
+                        return number_known || !type_valid || field == 0 ? -EBADMSG : -ENOMSG;
+                }
+                if (!wire_varint(&p, end, &v))
+                        return -EBADMSG;
+                if (type == WIRE_VARINT)
+                        continue;
+                if (v > (uint64_t)(end - p))
+                        return -EBADMSG;
+                if (depth == 0) {
+                        if (field == 2 && ++*n_requests > NP_MAX_REQUESTS_PER_MESSAGE)
+                                return -E2BIG;
+                        int r = wire_check(p, p + v, field == 1 ? 1 : 2, n_requests);
+                        if (r < 0)
+                                return r;
+                }
+                p += v;
+        }
+        return 0;
+}
+
 int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret)
 {
+        size_t n = 0;
+        int r = wire_check(buf, buf + len, 0, &n);
+
+        if (r < 0)
+                return r;
         Netpoll__V1__ClientMessage *m =
                 netpoll__v1__client_message__unpack(&a->allocator, len, buf);
-
         if (!m)
                 return -EBADMSG;
         if (m->n_requests > NP_MAX_REQUESTS_PER_MESSAGE)

@@ -73,7 +73,9 @@ typedef struct Outbound {
 } Outbound;
 
 /* Decodes a datagram.  Returns 0, -EBADMSG (not a ClientMessage, or more
- * than the arena cap to decode), or -E2BIG (too many requests). */
+ * than the arena cap to decode), -ENOMSG (a field this protocol version
+ * does not define: never skipped, see codec.c), or -E2BIG (too many
+ * requests). */
 int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret);
 
 /*

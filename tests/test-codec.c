@@ -170,6 +170,47 @@ START_TEST(test_codec_decode_empty_datagram_is_empty_message)
 }
 END_TEST
 
+/* A field this protocol version does not define is never skipped: it is
+ * -ENOMSG (a protocol error for the session), at the top level, in the
+ * hello or in a request, even after valid requests. */
+START_TEST(test_codec_decode_unknown_fields_are_enomsg)
+{
+        static const struct {
+                const char *what;
+                uint8_t bytes[16];
+                size_t len;
+        } cases[] = {
+                { "top-level field 15", { 0x78, 0x00 }, 2 },
+                { "top-level bytes field 3", { 0x1a, 0x01, 0x00 }, 3 },
+                { "fixed64 field 4", { 0x21, 1, 2, 3, 4, 5, 6, 7, 8 }, 9 },
+                { "hello field 3", { 0x0a, 0x04, 0x08, 0x01, 0x18, 0x05 }, 6 },
+                { "request field 10", { 0x12, 0x04, 0x08, 0x01, 0x50, 0x01 }, 6 },
+                { "after a valid request", { 0x12, 0x02, 0x08, 0x01, 0x78, 0x00 }, 6 },
+        };
+        Arena a = { 0 };
+        Inbound in = { 0 };
+
+        ck_assert_int_eq(arena_init(&a, BIG_ARENA), 0);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                arena_reset(&a);
+                int r = codec_decode(&a, cases[i].bytes, cases[i].len, &in);
+                ck_assert_msg(r == -ENOMSG, "%s: got %d, want -ENOMSG", cases[i].what, r);
+        }
+        /* The junk datagram of the isolation findings: 24,576 unknown fields. */
+        enum { JUNK = 2 * 24576 };
+        uint8_t *junk = malloc(JUNK);
+        ck_assert_ptr_nonnull(junk);
+        for (size_t i = 0; i < JUNK; i += 2) {
+                junk[i] = 0x78;
+                junk[i + 1] = 0x00;
+        }
+        arena_reset(&a);
+        ck_assert_int_eq(codec_decode(&a, junk, JUNK, &in), -ENOMSG);
+        free(junk);
+        arena_done(&a);
+}
+END_TEST
+
 START_TEST(test_codec_decode_garbage_is_ebadmsg)
 {
         static const struct {
@@ -527,6 +568,7 @@ Suite *suite_codec(void)
         tcase_add_test(tc, test_codec_decode_keeps_negative_ns_and_unknown_op);
         tcase_add_test(tc, test_codec_decode_empty_datagram_is_empty_message);
         tcase_add_test(tc, test_codec_decode_garbage_is_ebadmsg);
+        tcase_add_test(tc, test_codec_decode_unknown_fields_are_enomsg);
         tcase_add_test(tc, test_codec_decode_too_many_requests_is_e2big);
         tcase_add_test(tc, test_codec_decode_every_truncation_fails_cleanly);
         tcase_add_test(tc, test_codec_decode_every_truncation_small_arena);
