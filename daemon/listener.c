@@ -84,11 +84,54 @@ static int listener_from_systemd(Server *s, char *err, size_t errlen)
         return 1;
 }
 
+/* Opens the directory of path (which mkdir_parents made) and checks that
+ * nobody but its owner, root or us, can put a file in it or take ours out:
+ * group- or world-writable is refused unless sticky.  Returns the
+ * directory fd and the file name's offset in path, or -errno. */
+static int socket_dir_open(const char *path, size_t *ret_name, char *err, size_t errlen)
+{
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        const char *slash = strrchr(path, '/');
+        struct stat st;
+
+        if (!slash)
+                snprintf(dir, sizeof(dir), ".");
+        else if (slash == path)
+                snprintf(dir, sizeof(dir), "/");
+        else
+                snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return errf(err, errlen, -errno, "cannot open the socket directory %s", dir);
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return errf(err, errlen, -EPERM,
+                            "the socket directory %s belongs to another user", dir);
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+                return errf(err, errlen, -EPERM,
+                            "others may write to the socket directory %s (and so swap the "
+                            "socket file for a link); use a directory only its owner can write",
+                            dir);
+        *ret_name = slash ? (size_t)(slash - path) + 1 : 0;
+        return TAKE_FD(fd);
+}
+
+/* Binds fd to addr so that the file is created with exactly `mode`: the
+ * socket inode's own mode is 0777, and bind applies the umask to it. */
+static int bind_with_mode(int fd, const struct sockaddr_un *addr, mode_t mode)
+{
+        mode_t old = umask(~mode & 0777);
+        int r = bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0 ? -errno : 0;
+
+        umask(old);
+        return r;
+}
+
 int listener_open(Server *s, char *err, size_t errlen)
 {
         const char *path = s->config->socket_path;
         struct sockaddr_un addr = { .sun_family = AF_UNIX };
         struct stat st;
+        size_t name_at = 0;
         int r;
 
         r = listener_from_systemd(s, err, errlen);
@@ -100,19 +143,21 @@ int listener_open(Server *s, char *err, size_t errlen)
         r = mkdir_parents(path);
         if (r < 0)
                 return errf(err, errlen, r, "cannot create the directory of %s", path);
+        _cleanup_close_ int dirfd = socket_dir_open(path, &name_at, err, errlen);
+        if (dirfd < 0)
+                return dirfd;
+        const char *name = path + name_at;
 
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return errf(err, errlen, -errno, "%s", "socket");
-        /* Bind under a umask that admits nobody, then open it up to exactly
-         * socket_mode: no window with wider permissions. */
-        mode_t old_umask = umask(0777);
-        r = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
-        umask(old_umask);
+        /* The file is born with socket_mode; nobody can connect before
+         * listen(), after its group is set. */
+        r = bind_with_mode(fd, &addr, s->config->socket_mode);
         if (r < 0) {
                 if (r != -EADDRINUSE)
                         return errf(err, errlen, r, "cannot bind %s", path);
-                if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
                         return errf(err, errlen, -EEXIST, "%s exists and is not a socket",
                                     path);
                 r = probe_live(&addr);
@@ -122,32 +167,33 @@ int listener_open(Server *s, char *err, size_t errlen)
                 if (r < 0)
                         return errf(err, errlen, r, "cannot probe %s", path);
                 log_notice("removing stale socket %s", path);
-                if (unlink(path) < 0 && errno != ENOENT)
+                if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
                         return errf(err, errlen, -errno, "cannot remove stale socket %s", path);
-                old_umask = umask(0777);
-                r = bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -errno : 0;
-                umask(old_umask);
+                r = bind_with_mode(fd, &addr, s->config->socket_mode);
                 if (r < 0)
                         return errf(err, errlen, r, "cannot bind %s", path);
         }
-        if (s->config->socket_group >= 0 && chown(path, (uid_t)-1, (gid_t)s->config->socket_group) < 0) {
+        /* What we bound, through the directory we checked, never through a
+         * link: the file must be our socket before its group is changed. */
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+            st.st_uid != geteuid()) {
+                r = -EEXIST;
+                unlinkat(dirfd, name, 0);
+                return errf(err, errlen, r, "%s changed under us after bind", path);
+        }
+        if (s->config->socket_group >= 0 &&
+            fchownat(dirfd, name, (uid_t)-1, (gid_t)s->config->socket_group,
+                     AT_SYMLINK_NOFOLLOW) < 0) {
                 r = -errno;
-                unlink(path);
+                unlinkat(dirfd, name, 0);
                 return errf(err, errlen, r, "cannot give %s to its socket_group", path);
         }
-        if (chmod(path, s->config->socket_mode) < 0) {
-                r = -errno;
-                unlink(path);
-                return errf(err, errlen, r, "cannot set socket_mode on %s", path);
-        }
-        if (stat(path, &st) == 0) {
-                s->sock_dev = st.st_dev;
-                s->sock_ino = st.st_ino;
-        }
+        s->sock_dev = st.st_dev;
+        s->sock_ino = st.st_ino;
         s->listen_owned = true;
         if (listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
-                unlink(path);
+                unlinkat(dirfd, name, 0);
                 s->listen_owned = false;
                 return errf(err, errlen, r, "listen on %s", path);
         }
@@ -163,7 +209,7 @@ void listener_close(Server *s)
                 return;
         poller_del(&s->poller, s->listen_fd);
         s->listen_fd = safe_close(s->listen_fd);
-        if (s->listen_owned && stat(s->config->socket_path, &st) == 0 &&
+        if (s->listen_owned && lstat(s->config->socket_path, &st) == 0 &&
             st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
                 unlink(s->config->socket_path);
         s->listen_owned = false;

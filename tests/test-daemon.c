@@ -988,6 +988,44 @@ START_TEST(test_daemon_refuses_path_that_is_not_a_socket)
 }
 END_TEST
 
+/*
+ * The socket file is made safely: a directory others may write (where the
+ * file could be swapped for a link between bind and chmod) is refused
+ * unless sticky, and the file is born with socket_mode (0660 by default)
+ * instead of being chmod'ed by path afterwards.
+ */
+START_TEST(test_daemon_socket_dir_others_can_write_is_refused)
+{
+        char dir[] = "/tmp/netpolld-test-XXXXXX", sock[128];
+        struct stat st;
+        Run r;
+        int errfd;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/np.sock", dir);
+        ck_assert_int_eq(chmod(dir, 0777), 0);
+        const char *argv[] = { test_daemon_bin(), "--socket", sock, NULL };
+        run_prog(&r, argv);
+        assert_exit(&r, 1);
+        ck_assert_msg(strstr(r.err, "others may write to the socket directory"), "stderr: %s",
+                      r.err);
+        ck_assert_int_ne(lstat(sock, &st), 0);
+
+        /* Sticky (as /tmp): nobody else can remove or rename our file. */
+        ck_assert_int_eq(chmod(dir, 01777), 0);
+        pid_t pid = spawn_daemon(sock, &errfd);
+        ck_assert_int_eq(lstat(sock, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        ck_assert_uint_eq(st.st_mode & 07777, 0660);
+        ck_assert_uint_eq(st.st_uid, geteuid());
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        int status = wait_exit(pid, 10000);
+        ck_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(errfd);
+        ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* pollctl                                                              */
 
@@ -1898,6 +1936,7 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_daemon_second_daemon_refuses);
         tcase_add_test(tc, test_daemon_replaces_stale_socket);
         tcase_add_test(tc, test_daemon_refuses_path_that_is_not_a_socket);
+        tcase_add_test(tc, test_daemon_socket_dir_others_can_write_is_refused);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("pollctl");
