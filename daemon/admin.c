@@ -127,8 +127,11 @@ static void watch(Session *s, const NpRequest *q)
                 admin_deny(s, q);
                 return;
         }
-        if (!s->watching)
+        if (!s->watching) {
                 s->server->n_watchers++;
+                s->next_watcher = s->server->watchers;
+                s->server->watchers = s;
+        }
         s->watching = true;
         s->watch_client = want;
         s->watch_admin = admin_is_admin(s);
@@ -159,13 +162,29 @@ void admin_handle(Session *s, const NpRequest *q)
         }
 }
 
+void admin_unwatch(Session *s)
+{
+        Server *srv = s->server;
+
+        if (!s->watching)
+                return;
+        for (Session **pp = &srv->watchers; *pp; pp = &(*pp)->next_watcher)
+                if (*pp == s) {
+                        *pp = s->next_watcher;
+                        break;
+                }
+        s->watching = false;
+        s->next_watcher = NULL;
+        srv->n_watchers--;
+}
+
 void admin_watch(Server *srv, int kind, const Session *about, uint64_t desc, int mode)
 {
         int64_t now = now_ns();
 
-        for (uint32_t i = 0; i < srv->sessions_cap; i++) {
-                Session *w = srv->sessions[i];
-                if (!w || !w->watching || w->dead)
+        /* The subscribers only: this runs for every outcome. */
+        for (Session *w = srv->watchers; w; w = w->next_watcher) {
+                if (w->dead)
                         continue;
                 /* watch_admin was decided at subscription (and on reload):
                  * this runs for every outcome, so no per-event getsockopt. */

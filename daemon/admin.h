@@ -33,6 +33,9 @@ bool admin_descs_continue(Server *srv);
 /* Drops the listing of an ending connection. */
 void admin_descs_end(Session *s);
 
+/* Ends s's watch subscription, if it has one. */
+void admin_unwatch(Session *s);
+
 /* Sends a watch event about connection `about` (and desc/mode where they
  * apply) to every watching connection that may see it. */
 void admin_watch(Server *srv, int kind, const Session *about, uint64_t desc, int mode);

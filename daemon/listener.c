@@ -257,7 +257,7 @@ bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, co
 
 /* Whether [access] admits a peer: root always; anyone when both allow
  * lists are empty; else a listed uid, primary gid or supplementary gid. */
-static bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid)
+bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid)
 {
         const Config *c = s->config;
 

@@ -43,9 +43,38 @@ const char *log_level_to_string(int level)
         return level >= LOG_ERR && level <= LOG_DEBUG ? names[level] : "?";
 }
 
+/*
+ * Copies text[0..len) into dst (dstlen >= 1, NUL-terminated), writing each
+ * byte outside printable ASCII as "\\xHH" and stopping before an escape
+ * that would not fit whole.  Log lines carry what clients control (a hello
+ * name, a command name): a newline would start a line of the client's
+ * choosing ("<0>..." is an emergency to journald), ESC and CR would drive
+ * the terminal of whoever reads the log.  Returns the length.
+ */
+static size_t escape_text(char *dst, size_t dstlen, const char *text, size_t len)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)text[i];
+                if (c >= 0x20 && c < 0x7f) {
+                        if (n + 1 >= dstlen)
+                                break;
+                        dst[n++] = (char)c;
+                } else {
+                        if (n + 4 >= dstlen)
+                                break;
+                        snprintf(dst + n, 5, "\\x%02x", c);
+                        n += 4;
+                }
+        }
+        dst[n] = '\0';
+        return n;
+}
+
 void log_msg(int prio, const char *fmt, ...)
 {
-        char buf[1024];
+        char text[1024], buf[1024];
         int saved = errno, n = 0;
         va_list ap;
 
@@ -56,9 +85,14 @@ void log_msg(int prio, const char *fmt, ...)
         if (prefix)
                 n = snprintf(buf, sizeof(buf), "<%d>", prio);
         va_start(ap, fmt);
-        int m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+        int m = vsnprintf(text, sizeof(text), fmt, ap);
         va_end(ap);
-        n += m < 0 ? 0 : (m >= (int)sizeof(buf) - n - 1 ? (int)sizeof(buf) - n - 2 : m);
+        /* Whatever went into the line (a client's name, a path), it stays
+         * one line of printable text: no newline starts another with a
+         * priority of someone else's choosing. */
+        if (m > 0)
+                n += (int)escape_text(buf + n, sizeof(buf) - (size_t)n - 1, text,
+                                      (size_t)m < sizeof(text) ? (size_t)m : sizeof(text) - 1);
         buf[n++] = '\n';
         /* One write per line keeps lines whole when several processes log. */
         (void)!write(STDERR_FILENO, buf, n);

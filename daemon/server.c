@@ -246,9 +246,18 @@ static void server_reload(Server *s)
                 server_apply_slice(s);
                 s->handshake_due = 0; /* handshake_timeout may have changed */
                 server_apply_limits(s);
-                for (uint32_t i = 0; i < s->sessions_cap; i++)
-                        if (s->sessions[i] && s->sessions[i]->watching)
-                                s->sessions[i]->watch_admin = admin_is_admin(s->sessions[i]);
+                for (Session *w = s->watchers; w; w = w->next_watcher)
+                        w->watch_admin = admin_is_admin(w);
+                /* The allow lists apply to connections already open too. */
+                for (uint32_t i = 0; i < s->sessions_cap; i++) {
+                        Session *sess = s->sessions[i];
+                        if (!sess || listener_allows(s, sess->fd, sess->uid, sess->gid))
+                                continue;
+                        log_notice("client %" PRIu64 " (pid %d, uid %d, %s): not in [access] "
+                                   "allow_users or allow_groups after the reload; dropping it",
+                                   sess->id, (int)sess->pid, (int)sess->uid, sess->comm);
+                        session_close(sess, NULL);
+                }
                 log_info("configuration reloaded%s%s", s->source.path ? " from " : "",
                          s->source.path ? s->source.path : " (defaults, no --config)");
         }

@@ -83,7 +83,8 @@ typedef struct Server {
         ServerStats stats;
         bool stopping;
         int64_t handshake_due;   /* when the earliest hello owed is due, or INT64_MAX */
-        uint32_t n_watchers;     /* connections subscribed with OP_WATCH */
+        uint32_t n_watchers;     /* connections subscribed with OP_WATCH, */
+        Session *watchers;       /* linked through next_watcher */
 } Server;
 
 /* Sets up everything but the listener.  Returns 0 or -errno. */

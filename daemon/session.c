@@ -35,7 +35,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
+#endif
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
@@ -70,16 +75,24 @@ static void read_peer(Session *s)
                 s->gid = cred.gid;
         }
         snprintf(s->comm, sizeof(s->comm), "?");
-        char path[64];
+        /* A pidfd pins the process that connected: if it is still alive
+         * after /proc/PID/comm was read, that pid was not reused meanwhile. */
+        _cleanup_close_ int pidfd = -1;
+        len = sizeof(pidfd);
+        if (s->pid <= 0 || getsockopt(s->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+                pidfd = -1; /* before Linux 6.5: the pid alone */
+        char path[64], comm[16];
         snprintf(path, sizeof(path), "/proc/%d/comm", (int)s->pid);
         _cleanup_close_ int fd = s->pid > 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-        if (fd >= 0) {
-                ssize_t n = read(fd, s->comm, sizeof(s->comm) - 1);
-                if (n > 0) {
-                        s->comm[n] = '\0';
-                        s->comm[strcspn(s->comm, "\n")] = '\0';
-                }
-        }
+        ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm)) : -1;
+        if (n <= 0)
+                return;
+        if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+                return; /* gone: the name read may be another process's */
+        if (comm[n - 1] == '\n')
+                n--;
+        memcpy(s->comm, comm, (size_t)n);
+        s->comm[n] = '\0';
 }
 
 int session_new(Server *server, int fd, uint32_t index, Session **ret)
@@ -387,10 +400,7 @@ void session_close(Session *s, const char *why)
 
         if (s->dead)
                 return;
-        if (s->watching) {
-                s->watching = false;
-                srv->n_watchers--;
-        }
+        admin_unwatch(s);
         if (srv->n_watchers && s->greeted)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
         admin_descs_end(s);

@@ -36,8 +36,8 @@ struct Session {
         pid_t pid;
         uid_t uid;
         gid_t gid;
-        char comm[17];
-        char name[64]; /* from the hello */
+        char comm[17]; /* /proc/PID/comm: as it is (the logger escapes what it logs) */
+        char name[64]; /* from the hello, likewise */
         bool greeted;
         bool dead;
         bool broken; /* out of memory: closed at the next flush */
@@ -66,6 +66,7 @@ struct Session {
         DescsJob descs;
         int64_t connected_ns;
         Session *next_dirty;
+        Session *next_watcher;
         Session *next_dead;
 };
 

@@ -9,6 +9,7 @@
  * sent, and go on serving, with its own fd count back to where it was.
  */
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -254,6 +256,18 @@ static int raw_send_requests(int fd, Netpoll__V1__Request *reqs, size_t n, const
         int r = raw_send_msg(fd, &m, fds, nfds);
         free(rp);
         return r;
+}
+
+static int raw_send_hello_named(int fd, uint32_t version, const char *name, const int *fds,
+                                size_t nfds)
+{
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+        Netpoll__V1__Hello h = NETPOLL__V1__HELLO__INIT;
+
+        h.version = version;
+        h.name = (char *)name;
+        m.hello = &h;
+        return raw_send_msg(fd, &m, fds, nfds);
 }
 
 static int raw_send_hello(int fd, uint32_t version, const int *fds, size_t nfds)
@@ -828,6 +842,55 @@ START_TEST(test_daemon_applies_scheduler_slice_and_reloads_it)
 }
 END_TEST
 
+/*
+ * A reload applies [access] allow_users and allow_groups to connections
+ * already open: one of a uid the new lists leave out is dropped (with a
+ * notice), root's stays.
+ */
+START_TEST(test_daemon_reload_drops_connections_no_longer_allowed)
+{
+        TestDaemon d;
+        char conf[32];
+        int ready[2];
+        np_client *c;
+
+        start_with_config(&d, "[daemon]\nsocket_mode = 0666\n", conf);
+        ck_assert_int_eq(chmod(d.dir, 0755), 0);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                np_client *other;
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(10);
+                if (np_connect(d.sock, &other) < 0 || np_ping(other) < 0)
+                        _exit(11);
+                (void)!write(ready[1], "k", 1);
+                for (int i = 0; i < 1000; i++) {
+                        if (np_ping(other) < 0)
+                                _exit(0); /* dropped */
+                        usleep(10000);
+                }
+                _exit(12);
+        }
+        close(ready[1]);
+        char b = 0;
+        ck_assert_int_eq(read(ready[0], &b, 1), 1);
+        close(ready[0]);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        write_file(conf, "[daemon]\nsocket_mode = 0666\n[access]\nallow_users = root\n");
+        ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+        int status = wait_exit(pid, 15000);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid 65534: status 0x%x",
+                      status);
+        ck_assert_int_eq(np_ping(c), 0);
+        np_disconnect(c);
+        status = test_daemon_stop(&d);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        unlink(conf);
+}
+END_TEST
+
 typedef struct WaitArg {
         np_client *c;
         np_desc desc;
@@ -985,6 +1048,84 @@ START_TEST(test_daemon_refuses_path_that_is_not_a_socket)
         ck_assert_int_eq(rmdir(sub), 0);
         ck_assert_int_eq(unlink(path), 0);
         ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/*
+ * What a client controls reaches the log escaped: a hello name with a
+ * newline and a priority prefix cannot start a log line of its own, and
+ * ESC in a command name (prctl PR_SET_NAME) reaches no terminal.  The
+ * lists keep them as they are, for pollctl to escape as it prints (the
+ * pollctl suite checks that).
+ */
+START_TEST(test_daemon_client_text_is_escaped_in_logs_and_lists)
+{
+        const char *const args[] = { "--log-level", "debug", NULL };
+        char log[16384] = "";
+        TestDaemon d;
+        np_client *mon;
+        np_client_info *ci;
+        size_t n;
+
+        test_daemon_start(&d, args, 0, true);
+        int fd = test_raw_connect(d.sock);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(raw_send_hello_named(fd, 1, "evil\n<0>FAKE EMERGENCY\r\x1b[2J", NULL, 0),
+                         0);
+        Netpoll__V1__ServerMessage *m;
+        ck_assert_int_eq(raw_recv(fd, IO_TIMEOUT_MS, &m), 1);
+        ck_assert_ptr_nonnull(m->welcome);
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+
+        /* A child whose command name carries ESC connects too. */
+        int ready[2], go[2];
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                np_client *c;
+                char b;
+                prctl(PR_SET_NAME, "x\x1b]0;pwn\x07", 0, 0, 0);
+                if (np_connect(d.sock, &c) == 0)
+                        (void)!write(ready[1], "k", 1);
+                (void)!read(go[0], &b, 1);
+                _exit(0);
+        }
+        char b = 0;
+        ck_assert_int_eq(read(ready[0], &b, 1), 1);
+
+        ck_assert_msg(read_until(d.stderr_fd, log, sizeof(log), "FAKE EMERGENCY"), "log: %s",
+                      log);
+        ck_assert_ptr_nonnull(strstr(log, "evil\\x0a<0>FAKE EMERGENCY\\x0d\\x1b[2J"));
+        ck_assert_ptr_null(strstr(log, "\n<0>"));
+        ck_assert_ptr_null(strchr(log, '\x1b'));
+        ck_assert_ptr_null(strchr(log, '\r'));
+
+        ck_assert_int_eq(np_connect(d.sock, &mon), 0);
+        ck_assert_int_eq(np_list_clients(mon, &ci, &n), 0);
+        int seen = 0;
+        for (size_t i = 0; i < n; i++) {
+                if ((pid_t)ci[i].pid == pid) {
+                        ck_assert_str_eq(ci[i].comm, "x\x1b]0;pwn\x07");
+                        seen++;
+                }
+                if (strstr(ci[i].name, "FAKE")) {
+                        ck_assert_str_eq(ci[i].name, "evil\n<0>FAKE EMERGENCY\r\x1b[2J");
+                        seen++;
+                }
+        }
+        ck_assert_int_eq(seen, 2);
+        free(ci);
+        (void)!write(go[1], "g", 1);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        close(ready[0]);
+        close(ready[1]);
+        close(go[0]);
+        close(go[1]);
+        close(fd);
+        np_disconnect(mon);
+        test_daemon_stop(&d);
 }
 END_TEST
 
@@ -1937,6 +2078,8 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_daemon_replaces_stale_socket);
         tcase_add_test(tc, test_daemon_refuses_path_that_is_not_a_socket);
         tcase_add_test(tc, test_daemon_socket_dir_others_can_write_is_refused);
+        tcase_add_test(tc, test_daemon_client_text_is_escaped_in_logs_and_lists);
+        tcase_add_test(tc, test_daemon_reload_drops_connections_no_longer_allowed);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("pollctl");
