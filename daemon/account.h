@@ -22,6 +22,7 @@ typedef struct Account {
          * epoll sets, registered descriptors, and fds handed to the closer
          * that are not closed yet. */
         atomic_uint_least64_t fds;
+        atomic_uint_least64_t closing_fds; /* of those, handed to the closer */
         uint64_t output_bytes; /* queued for its connections, not yet sent */
         uint32_t closing;      /* closer: workers busy on its fds (closer lock) */
 } Account;

@@ -197,7 +197,7 @@ static void descs_unlist(Session *s)
                 }
         s->descs = (DescsJob){ 0 };
         if (!s->dead)
-                session_hold_input(s, false);
+                session_update_input(s);
 }
 
 void admin_descs_start(Session *s, const NpRequest *q)
@@ -219,7 +219,7 @@ void admin_descs_start(Session *s, const NpRequest *q)
         srv->listing = s;
         /* Its later datagrams wait until the listing is over: their
          * replies keep their order, and it runs one listing at a time. */
-        session_hold_input(s, true);
+        session_update_input(s);
 }
 
 bool admin_descs_continue(Server *srv)

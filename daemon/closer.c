@@ -95,6 +95,7 @@ static void *closer_main(void *arg)
                 pthread_mutex_lock(&c->lock);
                 if (it.acct) {
                         it.acct->closing--;
+                        atomic_fetch_sub(&it.acct->closing_fds, 1);
                         accounts_fds(c->accounts, it.acct, -1);
                 }
                 w->busy_since = 0;
@@ -183,6 +184,8 @@ void closer_close(Closer *c, int fd, Account *acct)
         }
         c->q[(c->head + c->len) % c->cap] = (CloserItem){ .fd = fd, .acct = acct };
         c->len++;
+        if (acct)
+                atomic_fetch_add(&acct->closing_fds, 1);
         if (c->n_workers == 0)
                 (void)closer_spawn(c); /* on failure closer_tick tries again */
         else if (c->n_waiting)

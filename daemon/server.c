@@ -47,6 +47,7 @@
 #define DRAIN_BATCH 16 /* fds of ended connections closed per loop turn (2-8 us each) */
 #define TIMER_BATCH 1024 /* due timers run per loop turn: bounds a storm's stall */
 #define ARENA_BYTES (2 * 1024 * 1024)
+#define HELD_RECHECK_NS (1 * NSEC_PER_MSEC) /* connections held for their uid's closes */
 
 int server_config_build(const ConfigSource *source, Config *ret, char *err, size_t errlen)
 {
@@ -424,6 +425,9 @@ static int server_housekeeping(Server *s)
         int64_t c = closer_tick(&s->closer, now);
         if (c < next)
                 next = c;
+        /* The closer runs on its own threads: look again shortly. */
+        if (session_quota_release(s) && now + HELD_RECHECK_NS < next)
+                next = now + HELD_RECHECK_NS;
         if (next == INT64_MAX)
                 return -1;
         int64_t ms = (next - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC;

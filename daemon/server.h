@@ -68,6 +68,7 @@ typedef struct Server {
         Session *dirty;  /* sessions with replies to flush this turn */
         Session *dead;   /* ended sessions: their fds are closed in batches, then freed */
         Session *listing; /* sessions with an OP_LIST_DESCS under way */
+        Session *held;    /* sessions whose input waits for their uid's closes */
 
         Accounts accounts; /* per uid: connections, fds, queued output */
         Closer closer;     /* closes client fds off the loop thread */

@@ -24,9 +24,11 @@ uint64_t session_token(const Session *s);
 /* Frees what session_hold kept alive for this turn's flush. */
 void session_out_release_held(Session *s);
 
-/* Stops (hold) or resumes reading the connection's requests: epoll no
- * longer reports it readable meanwhile. */
-void session_hold_input(Session *s, bool hold);
+/* Stops or resumes reading the connection's requests as its state says:
+ * not while a descriptor listing is under way, nor while its uid waits for
+ * the closer (session_quota_check).  Epoll does not report it readable
+ * meanwhile. */
+void session_update_input(Session *s);
 
 /* Sends queued datagrams in order, and asks for EPOLLOUT while any are
  * left.  Returns 1 when the queue is empty, 0 when the socket is full

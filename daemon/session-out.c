@@ -177,9 +177,9 @@ static void set_want_out(Session *s, bool on)
         session_watch(s, s->want_in, on);
 }
 
-void session_hold_input(Session *s, bool hold)
+void session_update_input(Session *s)
 {
-        session_watch(s, !hold, s->want_out);
+        session_watch(s, !s->descs.active && !s->quota_held, s->want_out);
 }
 
 int session_out_drain(Session *s)

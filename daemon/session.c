@@ -349,6 +349,37 @@ static int session_recv_one(Session *s)
         return s->dead ? -1 : 1;
 }
 
+/*
+ * Whether s must wait before reading more: its uid holds its fd quota and
+ * part of that is fds on their way to the closer.  Reading on would take
+ * in up to NP_MAX_FDS_PER_MESSAGE more fds a datagram, only to refuse
+ * them and queue them for the closer too, so a uid that churns could make
+ * the daemon hold far past its quota.  Registered descriptors alone never
+ * hold a connection (it must be able to close them).
+ */
+static bool session_over_quota(const Session *s)
+{
+        return atomic_load(&s->acct->fds) >= s->server->fd_limit_uid &&
+               atomic_load(&s->acct->closing_fds) > 0;
+}
+
+bool session_quota_release(Server *srv)
+{
+        for (Session **pp = &srv->held; *pp;) {
+                Session *s = *pp;
+                if (!s->dead && session_over_quota(s)) {
+                        pp = &s->next_held;
+                        continue;
+                }
+                *pp = s->next_held;
+                s->next_held = NULL;
+                s->quota_held = false;
+                if (!s->dead)
+                        session_update_input(s);
+        }
+        return srv->held != NULL;
+}
+
 void session_dispatch(Session *s, uint32_t events)
 {
         if (events & EPOLLOUT) {
@@ -360,6 +391,13 @@ void session_dispatch(Session *s, uint32_t events)
                  * client hanging up meanwhile is the end of it. */
                 if (events & (EPOLLHUP | EPOLLERR))
                         session_close(s, "disconnected");
+                return;
+        }
+        if (session_over_quota(s) && !(events & (EPOLLHUP | EPOLLERR))) {
+                s->quota_held = true;
+                s->next_held = s->server->held;
+                s->server->held = s;
+                session_update_input(s);
                 return;
         }
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -404,6 +442,12 @@ void session_close(Session *s, const char *why)
         if (srv->n_watchers && s->greeted)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
         admin_descs_end(s);
+        if (s->quota_held)
+                for (Session **pp = &srv->held; *pp; pp = &(*pp)->next_held)
+                        if (*pp == s) {
+                                *pp = s->next_held;
+                                break;
+                        }
         s->dead = true;
         if (why)
                 log_debug("client %" PRIu64 " (pid %d, %s): %s", s->id, (int)s->pid, s->comm,

@@ -43,7 +43,8 @@ struct Session {
         bool broken; /* out of memory: closed at the next flush */
         bool dirty;
         bool want_out; /* EPOLLOUT requested: the socket was full */
-        bool want_in;  /* EPOLLIN requested: not while a listing is under way */
+        bool want_in;  /* EPOLLIN requested (session_update_input) */
+        bool quota_held; /* its uid is at its fd quota with closes in flight */
         bool watching; /* OP_WATCH subscriber */
         uint64_t watch_client; /* 0: every connection it may see */
         bool watch_admin;      /* may see every connection's events */
@@ -67,6 +68,7 @@ struct Session {
         int64_t connected_ns;
         Session *next_dirty;
         Session *next_watcher;
+        Session *next_held; /* the server's list of quota_held sessions */
         Session *next_dead;
 };
 
@@ -115,6 +117,10 @@ uint32_t session_drain(Session *s, uint32_t budget);
 
 /* Ends every parked wait of this session with NP_ERR_CLOSING (shutdown). */
 void session_unblock_all(Session *s);
+
+/* Resumes the input of held sessions whose uid's closes have caught up
+ * (the loop, every turn).  Returns whether any is still held. */
+bool session_quota_release(Server *srv);
 
 /* The PollOps wake callback: queues the outcome of an ended wait. */
 void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int result);

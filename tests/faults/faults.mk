@@ -8,7 +8,8 @@
 # One program: make $(B)/faults/fault-NAME, then run it with --quick or not
 # (NETPOLLD_BIN names the daemon; default ./build/netpolld).
 
-FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm
+FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm \
+                 fdquota outmem
 FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
@@ -53,3 +54,7 @@ check-faults: $(FAULT_BINS) $(B)/netpolld
 	    "$${failed:+(failed:$$failed)}"; \
 	echo "$$pass passed, $$fail failed"; \
 	[ $$fail = 0 ]
+
+# The isolation programs share the victim pinger and the fake service manager.
+FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem
+$(FAULT_PROBE_NAMES:%=$(B)/faults/fault-%): $(O)/tests/faults/probe.o

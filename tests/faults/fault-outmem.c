@@ -1,0 +1,529 @@
+/*
+ * Isolation: memory the daemon holds for clients that never read.
+ *
+ * The daemon runs with max_output_bytes = 1 MiB (a connection's queued
+ * replies), max_output_bytes_per_uid = 8 MiB and max_output_bytes_total =
+ * 32 MiB (socket_mode 0666).  The attacker, a child running as uid 65534,
+ * opens many raw connections (128; 80 in quick mode, enough that a daemon
+ * without the uid's budget goes well over the bound below) and pipelines
+ * datagrams of 255 PINGs on all of them round robin without ever reading,
+ * so the daemon queues every reply; a connection the daemon cuts off is
+ * left closed until the next window.  Each control window does the same on
+ * the same number of fresh connections that read their replies as they
+ * come.  Every window ends with the attacker's connections closed and the
+ * daemon back at its baseline fds and connections.
+ *
+ * Checked: the daemon's RSS, sampled every 5 ms, stays under its baseline
+ * + the total budget + 24 MiB of slack (without the per-uid budget it
+ * grows by about 1 MiB per connection); connections are cut off and the
+ * daemon's log names the attacker's pid on a line that drops one; a
+ * victim (root, its own connection, pinging every 500 us) keeps being
+ * served: its ping p99 during the attacks against the controls
+ * (fault_ab_verdict); and at the end the daemon is back at its baseline
+ * fds and connections.  A daemon that does not know the new [limits] keys
+ * refuses the configuration; that is a failed check, and the test then
+ * runs without them, to show what the finding is.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "probe.h"
+
+#define MIB (1024 * 1024)
+#define MAX_OUTPUT_BYTES (1 * MIB)
+#define MAX_OUTPUT_PER_UID (8 * MIB)
+#define MAX_OUTPUT_TOTAL (32 * MIB)
+#define RSS_SLACK (24 * MIB)
+#define PINGS_PER_DATAGRAM 255
+#define MAX_CONNS 256
+#define VICTIM_INTERVAL_US 500
+
+/* ---- the daemon's configuration ---- */
+
+static const char *daemon_bin(void)
+{
+        const char *b = getenv("NETPOLLD_BIN");
+
+        return b && *b ? b : "./build/netpolld";
+}
+
+/* Whether the daemon accepts the configuration text (netpolld --check-config);
+ * its complaint goes to err. */
+static bool daemon_takes(const char *config, char *err, size_t errlen)
+{
+        char path[] = "/tmp/netpolld-outmem-conf.XXXXXX";
+        int fd = mkstemp(path), p[2], status = 0;
+
+        err[0] = '\0';
+        if (fd < 0 || write(fd, config, strlen(config)) != (ssize_t)strlen(config) ||
+            pipe2(p, O_CLOEXEC) < 0)
+                fault_die("cannot write a configuration file: %s", strerror(errno));
+        close(fd);
+        pid_t pid = fork();
+        if (pid < 0)
+                fault_die("fork: %s", strerror(errno));
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+                dup2(null, STDOUT_FILENO);
+                dup2(p[1], STDERR_FILENO);
+                execl(daemon_bin(), daemon_bin(), "--config", path, "--check-config", (char *)NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        size_t len = 0;
+        for (int i = 0; i < 64 && len + 1 < errlen; i++) {
+                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+                if (poll(&pfd, 1, 10000) <= 0)
+                        break;
+                ssize_t n = read(p[0], err + len, errlen - 1 - len);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        err[len] = '\0';
+        err[strcspn(err, "\n")] = '\0';
+        close(p[0]);
+        waitpid(pid, &status, 0);
+        unlink(path);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* ---- the daemon's RSS, sampled every 5 ms ---- */
+
+static struct {
+        pid_t pid;
+        pthread_t thread;
+        atomic_int stop;
+        _Atomic int64_t peak;
+        atomic_int samples;
+} rss;
+
+static void *rss_sampler(void *arg)
+{
+        (void)arg;
+        for (int i = 0; i < 1000000 && !atomic_load(&rss.stop); i++) {
+                int64_t v = test_proc_status_kib(rss.pid, "VmRSS") * 1024;
+                if (v > atomic_load(&rss.peak))
+                        atomic_store(&rss.peak, v);
+                atomic_fetch_add(&rss.samples, 1);
+                fault_sleep_ms(5);
+        }
+        return NULL;
+}
+
+/* ---- the attacker: a child running as uid 65534 ---- */
+
+typedef struct PumpCmd {
+        int attack; /* 1: never read; 0: read every reply (the control) */
+        int ms;     /* how long to pump */
+} PumpCmd;
+
+typedef struct PumpReport {
+        int conns; /* connections made */
+        int connect_failed, first_connect_error;
+        int cut;                           /* connections the daemon closed */
+        int send_failed, first_send_error; /* otherwise than EAGAIN or a cut */
+        int64_t datagrams;                 /* of 255 PINGs each, sent */
+        int64_t read_bytes;                /* replies read (the control) */
+        int64_t all_cut_ns; /* attack: when the last connection was cut (0: not all) */
+} PumpReport;
+
+typedef struct Attacker {
+        pid_t pid;
+        int cmd, rep;
+} Attacker;
+
+/* Reads exactly len bytes within timeout_ms; false on timeout or EOF. */
+static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
+        size_t got = 0;
+
+        for (int i = 0; i < 10000 && got < len; i++) {
+                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+                        return false;
+                ssize_t n = read(fd, (char *)buf + got, len - got);
+                if (n <= 0)
+                        return false;
+                got += (size_t)n;
+        }
+        return got == len;
+}
+
+/* The packed ClientMessage of 255 PINGs (ids 1..255: the replies are only
+ * counted, never matched). */
+static uint8_t *pings_pack(size_t *ret_len)
+{
+        static Netpoll__V1__Request q[PINGS_PER_DATAGRAM];
+        static Netpoll__V1__Request *qs[PINGS_PER_DATAGRAM];
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+
+        for (int i = 0; i < PINGS_PER_DATAGRAM; i++) {
+                q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
+                qs[i] = &q[i];
+        }
+        m.requests = qs;
+        m.n_requests = PINGS_PER_DATAGRAM;
+        size_t len = netpoll__v1__client_message__get_packed_size(&m);
+        uint8_t *buf = malloc(len);
+        if (!buf)
+                fault_die("out of memory");
+        netpoll__v1__client_message__pack(&m, buf);
+        *ret_len = len;
+        return buf;
+}
+
+/* Reads what is queued on fd without blocking (at most 64 datagrams);
+ * false when the daemon closed it. */
+static bool drain_replies(int fd, uint8_t *buf, size_t len, int64_t *bytes)
+{
+        for (int i = 0; i < 64; i++) {
+                ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+                if (n > 0) {
+                        *bytes += n;
+                        continue;
+                }
+                return n < 0 && (errno == EAGAIN || errno == EINTR);
+        }
+        return true;
+}
+
+/* One window: n fresh connections, pumped for c->ms, then all closed. */
+static void pump(const char *sock, int n, const PumpCmd *c, PumpReport *r)
+{
+        static int fd[MAX_CONNS];
+        static uint8_t rbuf[64 * 1024];
+        size_t len;
+        uint8_t *msg = pings_pack(&len);
+        int alive = 0;
+
+        *r = (PumpReport){ 0 };
+        for (int i = 0; i < n; i++) {
+                fd[i] = test_raw_connect(sock);
+                int e = fd[i] < 0 ? fd[i] : raw_hello(fd[i], 5000);
+                if (e < 0) {
+                        if (fd[i] >= 0)
+                                close(fd[i]);
+                        fd[i] = -1;
+                        if (r->connect_failed++ == 0)
+                                r->first_connect_error = e;
+                        continue;
+                }
+                r->conns++;
+                alive++;
+        }
+        int64_t start = test_now(), deadline = start + (int64_t)c->ms * NSEC_PER_MSEC_F;
+        for (int pass = 0; pass < 10000000 && alive > 0 && test_now() < deadline; pass++) {
+                int progress = 0;
+                for (int i = 0; i < n; i++) {
+                        if (fd[i] < 0)
+                                continue;
+                        int e = test_send_fds(fd[i], msg, len, NULL, 0, MSG_DONTWAIT);
+                        bool gone = e == -EPIPE || e == -ECONNRESET;
+                        if (e == 0) {
+                                r->datagrams++;
+                                progress++;
+                        } else if (e != -EAGAIN && !gone && r->send_failed++ == 0)
+                                r->first_send_error = e;
+                        if (!gone && !c->attack)
+                                gone = !drain_replies(fd[i], rbuf, sizeof(rbuf), &r->read_bytes);
+                        if (gone) {
+                                close(fd[i]);
+                                fd[i] = -1;
+                                r->cut++;
+                                alive--;
+                        }
+                }
+                if (alive == 0 && c->attack)
+                        r->all_cut_ns = test_now() - start;
+                if (!progress) {
+                        /* Every socket full: wait for room (or replies). */
+                        struct pollfd pfd[MAX_CONNS];
+                        int k = 0;
+                        for (int i = 0; i < n; i++)
+                                if (fd[i] >= 0)
+                                        pfd[k++] = (struct pollfd){
+                                                .fd = fd[i],
+                                                .events = POLLOUT | (c->attack ? 0 : POLLIN)
+                                        };
+                        (void)poll(pfd, (nfds_t)k, 1);
+                }
+        }
+        for (int i = 0; i < n; i++)
+                if (fd[i] >= 0)
+                        close(fd[i]);
+        free(msg);
+}
+
+/* The child: a window per command, a report per window; ends when the
+ * command pipe closes. */
+static void __attribute__((noreturn)) attacker_main(const char *sock, int n, int cmd, int rep)
+{
+        PumpCmd c;
+        PumpReport r;
+
+        for (int i = 0; i < 1000 && read_full(cmd, &c, sizeof(c), 300000); i++) {
+                pump(sock, n, &c, &r);
+                (void)!write(rep, &r, sizeof(r));
+        }
+        _exit(0);
+}
+
+static void attacker_start(Attacker *a, const char *sock, int n)
+{
+        int cmd[2], rep[2];
+
+        if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
+                fault_die("pipe: %s", strerror(errno));
+        a->pid = fork();
+        if (a->pid < 0)
+                fault_die("fork: %s", strerror(errno));
+        if (a->pid == 0) {
+                close(cmd[1]);
+                close(rep[0]);
+                if (setgroups(0, NULL) < 0 || setgid(FAULT_OTHER_UID) < 0 ||
+                    setuid(FAULT_OTHER_UID) < 0)
+                        fault_die("cannot become uid %d: %s", FAULT_OTHER_UID, strerror(errno));
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* after setuid, which clears it */
+                attacker_main(sock, n, cmd[0], rep[1]);
+        }
+        close(cmd[0]);
+        close(rep[1]);
+        a->cmd = cmd[1];
+        a->rep = rep[0];
+}
+
+/* Closes the command pipe and reaps the child within 10 s. */
+static int attacker_end(Attacker *a)
+{
+        int status = -1;
+
+        close(a->cmd);
+        close(a->rep);
+        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
+        for (;;) {
+                pid_t r = waitpid(a->pid, &status, WNOHANG);
+                if (r == a->pid || (r < 0 && errno != EINTR))
+                        break;
+                if (test_now() > give_up) {
+                        kill(a->pid, SIGKILL);
+                        waitpid(a->pid, &status, 0);
+                        break;
+                }
+                fault_sleep_ms(5);
+        }
+        a->pid = -1;
+        return status;
+}
+
+/* ---- the windows ---- */
+
+typedef struct Run {
+        FaultDaemon *dm;
+        np_client *mon;
+        Attacker a;
+        int attack_ms, control_ms, base_fds;
+        int not_back;
+        int64_t worst_all_cut_ns;
+        int all_cut_windows;
+        PumpReport sum[2]; /* [0] control, [1] attack */
+} Run;
+
+static void run_window(void *arg, bool attack, int round)
+{
+        Run *run = arg;
+        PumpCmd c = { .attack = attack, .ms = attack ? run->attack_ms : run->control_ms };
+        PumpReport r;
+        struct np_status st;
+        int fds;
+
+        if (write(run->a.cmd, &c, sizeof(c)) != (ssize_t)sizeof(c) ||
+            !read_full(run->a.rep, &r, sizeof(r), c.ms + 120000))
+                fault_die("the uid %d attacker did not report", FAULT_OTHER_UID);
+        /* The window covers the daemon's teardown of the connections too. */
+        if (!fault_await_baseline(run->mon, run->dm->pid, 2, run->base_fds, 10000, &st, &fds)) {
+                run->not_back++;
+                fault_say("round %d %s: not back at baseline: %d fds (want %d), %llu "
+                          "connections",
+                          round, attack ? "attack" : "control", fds, run->base_fds,
+                          (unsigned long long)st.connections);
+        }
+        PumpReport *s = &run->sum[attack];
+        if (s->connect_failed == 0)
+                s->first_connect_error = r.first_connect_error;
+        if (s->send_failed == 0)
+                s->first_send_error = r.first_send_error;
+        s->conns += r.conns;
+        s->connect_failed += r.connect_failed;
+        s->cut += r.cut;
+        s->send_failed += r.send_failed;
+        s->datagrams += r.datagrams;
+        s->read_bytes += r.read_bytes;
+        if (attack && r.all_cut_ns) {
+                run->all_cut_windows++;
+                if (r.all_cut_ns > run->worst_all_cut_ns)
+                        run->worst_all_cut_ns = r.all_cut_ns;
+        }
+}
+
+static const char *err_name(int e)
+{
+        return e ? strerror(-e) : "none";
+}
+
+/* Lines of the log that name pid and drop a client; the first in *ret_line. */
+static int dropped_lines(const FaultDaemon *dm, pid_t pid, char *ret_line, size_t len)
+{
+        char *log = fault_daemon_log(dm), needle[32];
+        int n = 0;
+
+        ret_line[0] = '\0';
+        snprintf(needle, sizeof(needle), "(pid %d,", (int)pid);
+        for (char *l = log, *end; *l; l = end + (*end != '\0')) {
+                end = strchr(l, '\n');
+                if (!end)
+                        end = l + strlen(l);
+                char save = *end;
+                *end = '\0';
+                if (strstr(l, needle) && strstr(l, "drop")) {
+                        if (n++ == 0)
+                                snprintf(ret_line, len, "%s", l);
+                }
+                *end = save;
+        }
+        free(log);
+        return n;
+}
+
+int main(int argc, char **argv)
+{
+        FaultDaemon dm;
+        struct np_status st;
+        FaultAB ab;
+        Run run = { .dm = &dm };
+        char config[512], err[512], line[512];
+        int limit, n, rounds;
+
+        fault_init(argc, argv, "outmem");
+        limit = fault_nofile();
+        n = fault_quick ? 80 : 128;
+        /* Ours: n sockets; the daemon's: n plus its own. */
+        if (n > limit / 2 - 64)
+                n = limit / 2 - 64;
+        if (n < 48)
+                fault_die("fd limit %d too low", limit);
+        /* An attack window ends when every connection was cut off, at the
+         * latest after attack_ms: at some 15 MiB of replies a second (this
+         * 2-core VM), a daemon without the uid's budget needs about 6 s to
+         * queue 1 MiB for each of 80 connections. */
+        rounds = fault_quick ? 1 : 3;
+        run.attack_ms = fault_quick ? 10000 : 15000;
+        run.control_ms = fault_quick ? 3000 : 4000;
+
+        static const char base[] = "[daemon]\nsocket_mode = 0666\n[limits]\n"
+                                   "max_output_bytes = 1048576\n";
+        snprintf(config, sizeof(config),
+                 "%smax_output_bytes_per_uid = %d\nmax_output_bytes_total = %d\n", base,
+                 MAX_OUTPUT_PER_UID, MAX_OUTPUT_TOTAL);
+        if (!daemon_takes(config, err, sizeof(err))) {
+                fault_check(false,
+                            "the daemon refuses the configuration (%s); going on without "
+                            "the new keys",
+                            err);
+                snprintf(config, sizeof(config), "%s", base);
+        }
+        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config });
+        fault_must(fault_connect(dm.sock, &run.mon), "connect the monitor");
+        int end_fds = fault_settle(run.mon, dm.pid, 1, &st);
+        FaultVictim *v = victim_start(dm.sock, VICTIM_INTERVAL_US);
+        run.base_fds = fault_settle(run.mon, dm.pid, 2, &st);
+        int64_t base_rss = test_proc_status_kib(dm.pid, "VmRSS") * 1024;
+        int64_t cap = base_rss + MAX_OUTPUT_TOTAL + RSS_SLACK;
+        fault_say("uid %d: %d connections pipelining %d PINGs a datagram, attacks until all are "
+                  "cut off (at most %d ms), controls of %d ms, %d rounds; budgets: %d MiB a "
+                  "connection, %d MiB a uid, %d MiB in all; daemon "
+                  "baseline %d fds, RSS %.1f MiB, cap %.1f MiB",
+                  FAULT_OTHER_UID, n, PINGS_PER_DATAGRAM, run.attack_ms, run.control_ms, rounds,
+                  MAX_OUTPUT_BYTES / MIB, MAX_OUTPUT_PER_UID / MIB, MAX_OUTPUT_TOTAL / MIB,
+                  run.base_fds, (double)base_rss / MIB, (double)cap / MIB);
+
+        rss.pid = dm.pid;
+        rss.peak = base_rss;
+        if (pthread_create(&rss.thread, NULL, rss_sampler, NULL) != 0)
+                fault_die("pthread_create");
+        attacker_start(&run.a, dm.sock, n);
+        pid_t attacker = run.a.pid;
+        fault_ab_run(&ab, rounds, run_window, &run);
+        atomic_store(&rss.stop, 1);
+        pthread_join(rss.thread, NULL);
+        int status = attacker_end(&run.a);
+        int64_t peak = atomic_load(&rss.peak);
+
+        for (int k = 1; k >= 0; k--) {
+                const PumpReport *s = &run.sum[k];
+                fault_say("%s: %d connections (%d failed: %s), %lld datagrams sent (%.1f MiB of "
+                          "replies read), %d cut off, %d sends failed otherwise (%s)",
+                          k ? "attacks" : "controls", s->conns, s->connect_failed,
+                          err_name(s->first_connect_error), (long long)s->datagrams,
+                          (double)s->read_bytes / MIB, s->cut, s->send_failed,
+                          err_name(s->first_send_error));
+        }
+        if (run.all_cut_windows)
+                fault_say("attacks: all %d connections cut off in %d of %d windows, at most "
+                          "%.0f ms in",
+                          n, run.all_cut_windows, rounds, (double)run.worst_all_cut_ns / 1e6);
+        int named = dropped_lines(&dm, attacker, line, sizeof(line));
+        fault_say("daemon log: %d lines drop a client of pid %d%s%s", named, (int)attacker,
+                  named ? ", the first: " : "", line);
+        fault_say("daemon RSS: baseline %.1f MiB, peak %.1f MiB over %d samples (cap %.1f MiB = "
+                  "baseline + %d MiB total budget + %d MiB)",
+                  (double)base_rss / MIB, (double)peak / MIB, atomic_load(&rss.samples),
+                  (double)cap / MIB, MAX_OUTPUT_TOTAL / MIB, RSS_SLACK / MIB);
+        fault_check(peak < cap, "daemon RSS peaked at %.1f MiB, over the %.1f MiB cap",
+                    (double)peak / MIB, (double)cap / MIB);
+        for (int k = 1; k >= 0; k--) {
+                const PumpReport *s = &run.sum[k];
+                const char *kind = k ? "attacks" : "controls";
+                fault_check(s->connect_failed == 0 && s->send_failed == 0,
+                            "%s: %d connects failed (%s), %d sends failed (%s)", kind,
+                            s->connect_failed, err_name(s->first_connect_error), s->send_failed,
+                            err_name(s->first_send_error));
+        }
+        fault_check(run.sum[1].cut > 0, "no attacking connection was cut off");
+        fault_check(named > 0, "no line of the daemon's log names pid %d dropping a client",
+                    (int)attacker);
+        fault_check(run.sum[0].cut == 0, "%d reading connections were cut off", run.sum[0].cut);
+        fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                    "the attacker exited with status %#x", status);
+        fault_check(run.not_back == 0, "%d windows did not end at the baseline", run.not_back);
+        fault_ab_verdict(&ab, v, NULL, 0, "outmem");
+        fault_check(fault_daemon_alive(&dm), "netpolld died");
+        victim_stop(v);
+
+        int fds;
+        bool back = fault_await_baseline(run.mon, dm.pid, 1, end_fds, 10000, &st, &fds);
+        fault_say("at the end: %d fds (baseline %d), %llu connections", fds, end_fds,
+                  (unsigned long long)st.connections);
+        fault_check(back,
+                    "not back at baseline at the end: %d fds (want %d), %llu connections, %llu "
+                    "descriptors",
+                    fds, end_fds, (unsigned long long)st.connections,
+                    (unsigned long long)st.descriptors);
+        np_disconnect(run.mon);
+        fault_daemon_stop(&dm);
+        return fault_finish();
+}
