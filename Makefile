@@ -47,7 +47,7 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 NP_CFLAGS = -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -DNETPOLL_VERSION='"$(VERSION)"' \
             -I$(G) -Icommon -Iclient -pthread -MMD -MP $(PKG_CFLAGS)
 
-DAEMON_SRCS := daemon/account.c daemon/admin.c daemon/admin-descs.c daemon/closer.c daemon/codec.c daemon/config.c daemon/cpuslice.c daemon/listener.c \
+DAEMON_SRCS := daemon/account.c daemon/admin.c daemon/admin-descs.c daemon/closer.c daemon/codec.c daemon/config.c daemon/cpuslice.c daemon/filecount.c daemon/listener.c \
                daemon/log.c daemon/notify.c daemon/pollcache.c daemon/poller.c daemon/pollops.c \
                daemon/server.c daemon/session.c daemon/session-out.c daemon/session-request.c \
                daemon/timers.c

@@ -22,6 +22,7 @@ typedef struct PollSlot {
         /* Its owner's list, circular (first's prev is the last): index + 1,
          * 0 while not on one. */
         uint32_t prev, next;
+        uint64_t file_key; /* its file in the owner's FileCount (filecount.h), 0: none */
 } PollSlot;
 
 typedef struct PollCache {

@@ -38,6 +38,7 @@
 #include "admin.h"
 #include "codec.h"
 #include "cpuslice.h"
+#include "filecount.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -472,7 +473,7 @@ int server_run(Server *s)
         return 0;
 }
 
-int server_classify_fd(const Server *s, int fd)
+int server_classify_fd(const Server *s, int fd, uint64_t *ret_key)
 {
         struct sockaddr_un peer;
         socklen_t len = sizeof(peer);
@@ -485,6 +486,8 @@ int server_classify_fd(const Server *s, int fd)
          * may never reply. */
         if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) < 0)
                 return -errno;
+        dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        *ret_key = 0;
         switch (stx.stx_mode & S_IFMT) {
         case S_IFREG:
         case S_IFDIR:
@@ -496,8 +499,10 @@ int server_classify_fd(const Server *s, int fd)
                 return -EPERM;
         case S_IFIFO:
         case S_IFCHR:
+                *ret_key = filecount_key(dev, stx.stx_ino);
                 return 0;
         case S_IFSOCK:
+                *ret_key = filecount_key(dev, stx.stx_ino);
                 break;
         default: /* anonymous inodes (epoll, eventfd, timerfd, signalfd) */
                 return poller_owns_file(&s->poller, fd) ||
@@ -506,8 +511,7 @@ int server_classify_fd(const Server *s, int fd)
         /* A socket: our listener (sockfs gives every socket its own inode),
          * or any connection to this daemon, the sender's own or another
          * client's, whose peer address is our listener's. */
-        if (s->listen_fd >= 0 && makedev(stx.stx_dev_major, stx.stx_dev_minor) == s->listen_dev &&
-            stx.stx_ino == s->listen_ino)
+        if (s->listen_fd >= 0 && dev == s->listen_dev && stx.stx_ino == s->listen_ino)
                 return 1;
         return s->listen_addr_len > offsetof(struct sockaddr_un, sun_path) &&
                getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&

@@ -124,8 +124,9 @@ void server_reap(Server *s, bool all);
  * signalfd, its listener, or a connection to it, any client's: registering
  * one would make the daemon poll itself); -EPERM for a kind of file that
  * cannot be polled (regular file, directory, block device), which is not
- * even tried; 0 for anything else; -errno when statx fails. */
-int server_classify_fd(const Server *s, int fd);
+ * even tried; 0 for anything else; -errno when statx fails.  *ret_key
+ * gets the file's FileCount key (filecount.h), 0 for anonymous inodes. */
+int server_classify_fd(const Server *s, int fd, uint64_t *ret_key);
 
 /* Checks the cross-module invariants (pollcache vs connections, timer heap
  * vs timer counts, descriptor lists).  NULL when they hold, else what broke.

@@ -14,6 +14,10 @@
  * other clients get a turn. */
 #define WORK_BUDGET 256
 
+/* Registrations of one file (a socket, a pipe, a FIFO, a device node) one
+ * connection may hold; one more gets -ETOOMANYREFS (filecount.h). */
+#define SESSION_MAX_SAME_FILE 16
+
 /* session.c */
 
 /* The connection socket's epoll token: TOKEN_SESSION, its index and generation. */

@@ -80,14 +80,20 @@ static void desc_unregister(Session *s, int fd)
                 (void)poller_del(&s->server->poller, fd); /* it went to the main set */
 }
 
+/* Frees the slot and uncounts its file. */
+static void desc_forget(Session *s, PollSlot *slot)
+{
+        filecount_remove(&s->files, slot->file_key);
+        slot->file_key = 0;
+        pollcache_free(&s->server->cache, slot);
+}
+
 /* Unregisters, closes the daemon's copy and frees the slot. */
 static void desc_destroy(Session *s, PollSlot *slot)
 {
-        Server *srv = s->server;
-
         desc_unregister(s, slot->pd.fd);
-        server_close_client_fd(srv, s->acct, slot->pd.fd, true);
-        pollcache_free(&srv->cache, slot);
+        server_close_client_fd(s->server, s->acct, slot->pd.fd, true);
+        desc_forget(s, slot);
 }
 
 static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
@@ -104,15 +110,22 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         if (s->owner.descriptors >= srv->config->max_descriptors ||
             atomic_load(&s->acct->fds) >= srv->fd_limit_uid)
                 return -EDQUOT;
-        r = server_classify_fd(srv, fd);
+        uint64_t key;
+        r = server_classify_fd(srv, fd, &key);
         if (r != 0)
                 return r > 0 ? -EINVAL : r;
-        r = pollcache_alloc(&srv->cache, &slot);
+        r = filecount_add(&s->files, key, SESSION_MAX_SAME_FILE);
         if (r < 0)
+                return r;
+        r = pollcache_alloc(&srv->cache, &slot);
+        if (r < 0) {
+                filecount_remove(&s->files, key);
                 return r == -ENOSPC ? -EMFILE : r;
+        }
+        slot->file_key = key;
         r = timers_reserve(&srv->timers, 2 * pollcache_allocated(&srv->cache));
         if (r < 0) {
-                pollcache_free(&srv->cache, slot);
+                desc_forget(s, slot);
                 return r;
         }
         pollops_open(&srv->ops, &slot->pd, &s->owner, fd, q->user);
@@ -121,7 +134,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         if (r < 0) {
                 /* The fd stays the caller's to close. */
                 pollops_release(&srv->ops, &slot->pd);
-                pollcache_free(&srv->cache, slot);
+                desc_forget(s, slot);
                 return r;
         }
         accounts_fds(&srv->accounts, s->acct, 1);
@@ -162,7 +175,7 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
-                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd) > 0);
+                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd, &(uint64_t){ 0 }) > 0);
                 return;
         case NETPOLL__V1__OP__OP_PING:
                 reply(s, q, 0);

@@ -135,6 +135,7 @@ void session_free(Session *s)
                 accounts_fds(&s->server->accounts, s->acct, -1);
         }
         accounts_output(&s->server->accounts, s->acct, -(int64_t)s->queue_len);
+        filecount_done(&s->files);
         free(s->held);
         free(s->out);
         free(s->queue);

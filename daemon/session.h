@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "codec.h"
+#include "filecount.h"
 #include "pollops.h"
 
 typedef struct Server Server;
@@ -50,6 +51,7 @@ struct Session {
         bool watch_admin;      /* may see every connection's events */
 
         PollOwner owner; /* its descriptors are the slots with pd.owner == &owner */
+        FileCount files; /* registrations per file (SESSION_MAX_SAME_FILE) */
 
         Outbound *out; /* replies and events of this turn */
         size_t n_out, cap_out;

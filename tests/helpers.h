@@ -16,6 +16,7 @@
 Suite *suite_fdcheck(void);
 Suite *suite_timers(void);
 Suite *suite_pollcache(void);
+Suite *suite_filecount(void);
 Suite *suite_pollops(void);
 Suite *suite_codec(void);
 Suite *suite_config(void);

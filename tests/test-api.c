@@ -591,46 +591,55 @@ END_TEST
 /*
  * The kernel lets one file sit in at most 500 nested epoll sets (each dup'd
  * fd counts); the daemon registers a descriptor past that limit in its
- * main set.  Both kinds must deliver readiness and close cleanly.
+ * main set.  One connection may register a file 16 times, so 33 of them
+ * take it past the limit.  Both kinds must deliver readiness and close
+ * cleanly.
  */
 START_TEST(test_api_same_file_past_the_nesting_limit_is_served)
 {
-        enum { N = 520 };
+        enum { PER = 16, CONNS = 33, N = PER * CONNS };
         TestDaemon d;
-        np_client *c = start(&d);
+        np_client *c[CONNS];
         np_desc ds[N];
         np_event ev[4];
         int p[2], seen_first = 0, seen_last = 0;
 
         signal(SIGPIPE, SIG_IGN);
+        c[0] = start(&d);
+        for (int k = 1; k < CONNS; k++)
+                ck_assert_int_eq(np_connect(d.sock, &c[k]), 0);
         mkpipe(p);
         int base = daemon_fds(d.pid);
-        for (int i = 0; i < N; i++)
-                ds[i] = open_ok(c, p[0], (uint64_t)i); /* a new daemon copy each time */
-        ck_assert_int_eq(daemon_fds(d.pid), base + 1 + N); /* its epoll set, the copies */
-        ck_assert_int_eq(np_arm(c, ds[0], NP_READ), 0);
-        ck_assert_int_eq(np_arm(c, ds[N - 1], NP_READ), 0);
+        for (int i = 0; i < N; i++) /* a new daemon copy each time */
+                ds[i] = open_ok(c[i / PER], p[0], (uint64_t)i);
+        /* Each connection's epoll set, and the copies. */
+        ck_assert_int_eq(daemon_fds(d.pid), base + CONNS + N);
+        ck_assert_int_eq(np_arm(c[0], ds[0], NP_READ), 0);
+        ck_assert_int_eq(np_arm(c[CONNS - 1], ds[N - 1], NP_READ), 0);
         put(p[1]);
         for (int i = 0; i < 10 && !(seen_first && seen_last); i++) {
-                int n = np_poll(c, 5 * SEC, ev, 4);
+                np_client *on = seen_first ? c[CONNS - 1] : c[0];
+                int n = np_poll(on, 5 * SEC, ev, 4);
                 ck_assert_int_ge(n, 0);
                 for (int j = 0; j < n; j++) {
                         ck_assert_int_eq(ev[j].result, NP_OK);
-                        seen_first += ev[j].desc == ds[0];
-                        seen_last += ev[j].desc == ds[N - 1];
+                        seen_first += on == c[0] && ev[j].desc == ds[0];
+                        seen_last += on == c[CONNS - 1] && ev[j].desc == ds[N - 1];
                 }
         }
         ck_assert_int_eq(seen_first, 1);
         ck_assert_int_eq(seen_last, 1);
         for (int i = 0; i < N; i++)
-                close_desc(c, ds[i]);
-        await_daemon_fds(d.pid, base + 1);
+                close_desc(c[i / PER], ds[i]);
+        await_daemon_fds(d.pid, base + CONNS);
         /* Every copy is closed: with ours gone, the write end sees EPIPE. */
         close(p[0]);
         ck_assert_int_eq(write(p[1], "z", 1), -1);
         ck_assert_int_eq(errno, EPIPE);
         close(p[1]);
-        finish(&d, c);
+        for (int k = 1; k < CONNS; k++)
+                np_disconnect(c[k]);
+        finish(&d, c[0]);
 }
 END_TEST
 
@@ -807,6 +816,45 @@ START_TEST(test_api_open_into_reserved_fds_is_emfile)
         }
         finish(&d, c);
         unlink(conf);
+}
+END_TEST
+
+/* One connection may register one file (a pipe end, a socket, a tty) at
+ * most 16 times, dup'd fds included: the 17th gets -ETOOMANYREFS.  Another
+ * connection has its own count; a close makes room again. */
+START_TEST(test_api_open_same_file_17_times_is_etoomanyrefs)
+{
+        TestDaemon d;
+        np_client *c = NULL, *c2 = NULL;
+        np_desc ds[17], other;
+        int p[2];
+
+        test_daemon_start(&d, NULL, 0, false);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        ck_assert_int_eq(np_connect(d.sock, &c2), 0);
+        mkpipe(p);
+        for (int i = 0; i < 16; i++) {
+                int dup = fcntl(p[0], F_DUPFD_CLOEXEC, 0);
+                ck_assert_int_ge(dup, 0);
+                ck_assert_int_eq(np_open(c, i % 2 ? dup : p[0], (uint64_t)i, &ds[i]), 0);
+                close(dup);
+        }
+        ck_assert_int_eq(np_open(c, p[0], 16, &ds[16]), -ETOOMANYREFS);
+        /* Another pipe is another file. */
+        int q[2];
+        mkpipe(q);
+        ck_assert_int_eq(np_open(c, q[0], 17, &ds[16]), 0);
+        close_desc(c, ds[16]);
+        close2(q);
+        ck_assert_int_eq(np_open(c2, p[0], 1, &other), 0);
+        close_desc(c2, other);
+        close_desc(c, ds[0]);
+        ck_assert_int_eq(np_open(c, p[0], 0, &ds[0]), 0);
+        for (int i = 0; i < 16; i++)
+                close_desc(c, ds[i]);
+        close2(p);
+        np_disconnect(c2);
+        finish(&d, c);
 }
 END_TEST
 
@@ -2452,6 +2500,7 @@ Suite *suite_api(void)
         tcase_add_test(tc, test_api_open_daemon_out_of_fds_is_emfile);
         tcase_add_test(tc, test_api_open_over_uid_quota_is_edquot);
         tcase_add_test(tc, test_api_open_into_reserved_fds_is_emfile);
+        tcase_add_test(tc, test_api_open_same_file_17_times_is_etoomanyrefs);
 
         tc = tcase(s, "unblock-close-reset");
         tcase_add_test(tc, test_api_unblock_wakes_reader_and_writer_and_stops_timers);

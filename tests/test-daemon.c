@@ -1372,17 +1372,17 @@ START_TEST(test_hostile_client_that_pauses_reading_gets_every_reply_in_order)
 {
         enum { DESCS = 200, LISTS = 60 };
         Netpoll__V1__Request opens[DESCS];
-        int p[2], fds[DESCS], pages = 0;
+        int p[DESCS][2], fds[DESCS], pages = 0;
         size_t listed = 0;
         uint64_t next = DESCS + 1;
         Hostile h;
 
         hostile_begin(&h);
-        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         for (int i = 0; i < DESCS; i++) {
                 opens[i] = mkreq((uint64_t)i + 1, NETPOLL__V1__OP__OP_OPEN);
                 opens[i].fd_index = i;
-                fds[i] = p[0];
+                ck_assert_int_eq(pipe2(p[i], O_CLOEXEC), 0); /* a file may go 16 times */
+                fds[i] = p[i][0];
         }
         int fd = raw_hello(h.d.sock);
         ck_assert_int_eq(raw_send_requests(fd, opens, DESCS, fds, DESCS), 0);
@@ -1415,8 +1415,10 @@ START_TEST(test_hostile_client_that_pauses_reading_gets_every_reply_in_order)
         ck_assert_int_ge(pages, LISTS * 2);
         raw_ping(fd, DESCS + LISTS + 1); /* and it goes on serving */
         close(fd);
-        close(p[0]);
-        close(p[1]);
+        for (int i = 0; i < DESCS; i++) {
+                close(p[i][0]);
+                close(p[i][1]);
+        }
         hostile_end(&h, 0);
 }
 END_TEST
