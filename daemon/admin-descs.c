@@ -6,16 +6,19 @@
  * at most DESCS_PAGE entries (`more` set until the last), charged
  * DESCS_ENTRY_COST units of work apiece, and only while the connection's
  * output queue is empty, so a lister that does not read holds one page at
- * most.  The client library gathers the pages into one list, as before.
+ * most; all listings together describe at most DESCS_TURN entries a turn,
+ * taking turns.  The client library gathers the pages into one list, as before.
  *
  * While a listing runs, its connection's input is held back (epoll no
  * longer reports it readable), so a client that pipelines listings gets
  * them one after the other, in order.
  *
- * The cursor is (connection index, its generation, position in that
- * connection's descriptor list, oldest first).  The list is not a
- * snapshot: a descriptor opened during the listing may appear or not, and
- * one closed before the cursor reaches it is not listed; a connection
+ * The cursor is (connection index, its generation, the next slot of that
+ * connection's descriptor list, oldest first); freeing a slot moves every
+ * cursor on it to the next.  The list is not a snapshot: a descriptor
+ * opened during the listing is listed if the cursor has not passed its
+ * connection's end, one closed before the cursor reaches it is not, and
+ * every descriptor open throughout is listed exactly once; a connection
  * that ends is passed over.  Every job ends after at most one pass over
  * the connection table.
  */
@@ -38,9 +41,13 @@
 #include "session.h"
 #include "session-internal.h"
 
-#define DESCS_PAGE 32
+#define DESCS_PAGE 16
 /* A statx and one or two getsockopt or a readlink: about 1-2 us. */
 #define DESCS_ENTRY_COST (WORK_BUDGET / DESCS_PAGE)
+/* Entries described per turn by all listings together (one page): what a
+ * turn of listing costs every other client, some 10 us once each
+ * descriptor's kind is known. */
+#define DESCS_TURN 16
 
 /* Whether major number maj is a terminal's (tty, console, ptmx, pts). */
 static bool tty_major(unsigned maj)
@@ -48,9 +55,25 @@ static bool tty_major(unsigned maj)
         return maj == 4 || maj == 5 || (maj >= 136 && maj <= 143);
 }
 
-/* What kind of file the daemon's copy is, for `pollctl descs`.  Only calls
- * that never wait on the file: statx from the cache, getsockopt, and a
- * readlink of /proc/self/fd (no ioctl, which a userspace device answers). */
+/* What kinds of file `pollctl descs` tells apart; PollDesc.kind indexes
+ * this (0: not known yet). */
+static const char *const kinds[] = { "?",      "unix",    "tcp",     "udp",    "inet",
+                                     "socket", "tty",     "chardev", "pipe",   "fifo",
+                                     "eventfd", "timerfd", "epoll",  "signalfd", "inotify",
+                                     "pidfd",  "fanotify", "other" };
+
+static uint8_t kind_of(const char *name)
+{
+        for (uint8_t i = 1; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                if (strcmp(kinds[i], name) == 0)
+                        return i;
+        return 0;
+}
+
+/* What kind of file the daemon's copy is.  Only calls that never wait on
+ * the file: statx from the cache, getsockopt, and a readlink of
+ * /proc/self/fd (no ioctl, which a userspace device answers).  Some 1-2 us,
+ * so describe() asks once per descriptor and keeps the answer. */
 static const char *fd_type(int fd)
 {
         struct statx stx;
@@ -109,16 +132,22 @@ static int64_t remaining(int64_t d, int64_t now)
         return d - now;
 }
 
-static void describe(Netpoll__V1__DescInfo *di, const Session *o, const PollSlot *slot,
-                     int64_t now)
+/* Fills di; returns the work units it cost (finding the kind is most). */
+static uint64_t describe(Netpoll__V1__DescInfo *di, const Session *o, PollSlot *slot,
+                         int64_t now)
 {
-        const PollDesc *pd = &slot->pd;
+        PollDesc *pd = &slot->pd;
+        uint64_t cost = 1;
 
+        if (!pd->kind) {
+                pd->kind = kind_of(fd_type(pd->fd));
+                cost = DESCS_ENTRY_COST;
+        }
         netpoll__v1__desc_info__init(di);
         di->client = o->id;
         di->desc = pollcache_token(slot);
         di->user = pd->user;
-        di->type = (char *)fd_type(pd->fd);
+        di->type = (char *)kinds[pd->kind];
         di->read = dir_state(pd, &pd->rg);
         di->write = dir_state(pd, &pd->wg);
         /* Unblock stops the timers (Go keeps rd/wd, but nothing will ever
@@ -126,6 +155,7 @@ static void describe(Netpoll__V1__DescInfo *di, const Session *o, const PollSlot
         di->read_deadline_ns = pd->closing ? 0 : remaining(pd->rd, now);
         di->write_deadline_ns = pd->closing ? 0 : remaining(pd->wd, now);
         di->event_err = pd->event_err;
+        return cost;
 }
 
 /* The connection the cursor is on, moving it past ended or invisible ones;
@@ -135,7 +165,7 @@ static Session *cursor_session(Session *s)
         Server *srv = s->server;
         DescsJob *j = &s->descs;
 
-        for (; j->index < srv->sessions_cap; j->index++, j->pos = 0, j->gen = 0) {
+        for (; j->index < srv->sessions_cap; j->index++, j->next_slot = 0, j->gen = 0) {
                 Session *o = srv->sessions[j->index];
                 if (!o || (j->want ? o->id != j->want : !(o == s || j->admin)))
                         continue;
@@ -149,41 +179,50 @@ static Session *cursor_session(Session *s)
         return NULL;
 }
 
-/* Sends the next page.  Returns whether the job is over. */
-static bool descs_step(Session *s)
+/* Sends the next page, of at most `room` entries.  Returns how many it
+ * described, and in *ret_done whether the job is over. */
+static size_t descs_step(Session *s, size_t room, bool *ret_done)
 {
         DescsJob *j = &s->descs;
         PollCache *c = &s->server->cache;
         int64_t now = now_ns();
-        void **v = admin_alloc_list(s, DESCS_PAGE, sizeof(Netpoll__V1__DescInfo));
+        size_t max = room < DESCS_PAGE ? room : DESCS_PAGE;
+        void **v = admin_alloc_list(s, max, sizeof(Netpoll__V1__DescInfo));
         size_t k = 0;
         Session *o;
 
         if (!v) {
                 s->broken = true;
-                return true;
+                *ret_done = true;
+                return 0;
         }
-        while (k < DESCS_PAGE && (o = cursor_session(s))) {
-                PollSlot *slot = pollcache_owned_at(c, &o->owner, j->pos);
-                uint32_t iter = slot ? slot->index + 1 : UINT32_MAX;
-                for (; k < DESCS_PAGE && (slot = pollcache_next_owned(c, &o->owner, &iter));
-                     j->pos++) {
-                        describe(v[k++], o, slot, now);
-                        s->work += DESCS_ENTRY_COST;
+        while (k < max && (o = cursor_session(s))) {
+                PollSlot *slot;
+                /* pollcache_next_owned's cursor is the link of the next slot. */
+                for (; k < max && (slot = pollcache_next_owned(c, &o->owner, &j->next_slot));) {
+                        s->work += describe(v[k++], o, slot, now);
                 }
-                if (k < DESCS_PAGE) { /* this connection is done */
+                if (j->next_slot == UINT32_MAX) { /* this connection is done */
                         j->index++;
-                        j->pos = 0;
+                        j->next_slot = 0;
                         j->gen = 0;
                 }
         }
-        bool done = !cursor_session(s);
+        *ret_done = !cursor_session(s);
         session_push(s, &(Outbound){ .kind = OUT_REPLY,
                                      .id = j->req,
-                                     .more = !done,
+                                     .more = !*ret_done,
                                      .descs = (Netpoll__V1__DescInfo **)v,
                                      .n_descs = k });
-        return done;
+        return k;
+}
+
+/* Ends s's listing (already off the server's list). */
+static void descs_end(Session *s)
+{
+        s->descs = (DescsJob){ 0 };
+        if (!s->dead)
+                session_update_input(s);
 }
 
 static void descs_unlist(Session *s)
@@ -195,9 +234,7 @@ static void descs_unlist(Session *s)
                         *pp = s->descs.next;
                         break;
                 }
-        s->descs = (DescsJob){ 0 };
-        if (!s->dead)
-                session_update_input(s);
+        descs_end(s);
 }
 
 void admin_descs_start(Session *s, const NpRequest *q)
@@ -224,19 +261,47 @@ void admin_descs_start(Session *s, const NpRequest *q)
 
 bool admin_descs_continue(Server *srv)
 {
+        size_t room = DESCS_TURN;
         bool more = false;
+        Session *s, **pp;
 
-        for (Session *s = srv->listing, *next; s; s = next) {
-                next = s->descs.next;
+        /* The first listings of the list go first; each one served moves
+         * to the end, so they take turns when the turn's room runs out. */
+        for (pp = &srv->listing; (s = *pp) && room > 0;) {
                 /* A lister that does not read holds one page at most. */
-                if (s->dead || s->broken || s->queue_len > 0)
+                if (s->dead || s->broken || s->queue_len > 0) {
+                        pp = &s->descs.next;
                         continue;
-                if (descs_step(s))
-                        descs_unlist(s);
-                else
-                        more = true;
+                }
+                bool done;
+                room -= descs_step(s, room, &done);
+                *pp = s->descs.next;
+                if (done) {
+                        s->descs.next = NULL;
+                        descs_end(s);
+                        continue;
+                }
+                /* To the end of the list. */
+                Session **tail = pp;
+                while (*tail)
+                        tail = &(*tail)->descs.next;
+                s->descs.next = NULL;
+                *tail = s;
+                more = true;
+                if (tail == pp)
+                        break; /* it was the only one left: the turn is done */
         }
-        return more;
+        return more || (srv->listing && room == 0);
+}
+
+void admin_descs_forget(Server *srv, const PollSlot *slot)
+{
+        for (Session *s = srv->listing; s; s = s->descs.next)
+                if (s->descs.next_slot == slot->index + 1) {
+                        const PollOwner *owner = slot->pd.owner;
+                        /* The slot after it, or none if it was the last. */
+                        s->descs.next_slot = slot->next == owner->first ? UINT32_MAX : slot->next;
+                }
 }
 
 void admin_descs_end(Session *s)

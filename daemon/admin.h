@@ -33,6 +33,10 @@ bool admin_descs_continue(Server *srv);
 /* Drops the listing of an ending connection. */
 void admin_descs_end(Session *s);
 
+/* Moves every listing cursor on slot (about to be freed) to the next. */
+struct PollSlot;
+void admin_descs_forget(Server *srv, const struct PollSlot *slot);
+
 /* Ends s's watch subscription, if it has one. */
 void admin_unwatch(Session *s);
 

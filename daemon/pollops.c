@@ -111,6 +111,7 @@ void pollops_open(PollOps *ops, PollDesc *pd, PollOwner *owner, int fd, uint64_t
         pd->fd = fd;
         pd->closing = false;
         pd->event_err = false;
+        pd->kind = 0;
         pd->rseq++;
         pd->rg = (PollSem){ .state = POLL_SEM_NIL };
         pd->rd = 0;

@@ -89,6 +89,7 @@ typedef struct PollDesc {
         PollSem rg, wg;
         bool closing;
         bool event_err;
+        uint8_t kind; /* what file it is, for introspection (admin-descs.c); 0: not known yet */
 } PollDesc;
 
 typedef struct PollOps PollOps;

@@ -83,6 +83,8 @@ static void desc_unregister(Session *s, int fd)
 /* Frees the slot and uncounts its file. */
 static void desc_forget(Session *s, PollSlot *slot)
 {
+        if (s->server->listing)
+                admin_descs_forget(s->server, slot);
         filecount_remove(&s->files, slot->file_key);
         slot->file_key = 0;
         pollcache_free(&s->server->cache, slot);

@@ -23,7 +23,11 @@ typedef struct DescsJob {
         bool admin;    /* may list every connection's */
         uint64_t req;  /* the request's id */
         uint64_t want; /* client id filter, 0: every one it may see */
-        uint32_t index, gen, pos; /* cursor: connection, its generation, position */
+        /* Cursor: a connection, its generation, and the next of its slots
+         * to list (pollcache list link; 0: its first; UINT32_MAX: none
+         * left).  A slot that is freed moves every cursor on it along
+         * (admin_descs_forget). */
+        uint32_t index, gen, next_slot;
         Session *next; /* the server's list of listings under way */
 } DescsJob;
 

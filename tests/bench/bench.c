@@ -64,7 +64,10 @@ static void on_signal(int sig)
 /* Limits a benchmark needs lifted; everything else stays at its default. */
 static const char bench_config[] = "[limits]\n"
                                    "max_descriptors_per_connection = 1000000\n"
-                                   "max_output_bytes = 268435456\n";
+                                   "max_output_bytes = 268435456\n"
+                                   "max_output_bytes_per_uid = 2147483648\n"
+                                   "max_output_bytes_total = 2147483648\n"
+                                   "max_descriptors_per_uid = 100%\n";
 
 void bench_die(const char *fmt, ...)
 {

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
                 fault_die("fd limit %d too low for a backlog that tells", limit);
         int trials = fault_quick ? TRIALS_QUICK : TRIALS_FULL;
         snprintf(config, sizeof(config),
-                 "[limits]\nmax_descriptors_per_connection = 10000\n"
+                 "[limits]\nmax_descriptors_per_connection = 10000\nmax_descriptors_per_uid = 100%%\n"
                  "max_output_bytes = 8388608\n");
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");

@@ -135,7 +135,8 @@ int main(int argc, char **argv)
         fault_daemon_start(&dm, &(FaultDaemonOpts){
                                         .config = "[limits]\n"
                                                   "max_connections = 4096\n"
-                                                  "max_connections_per_uid = 4096\n",
+                                                  "max_connections_per_uid = 4096\n"
+                                                  "max_descriptors_per_uid = 100%\n",
                                 });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");
         base_fds = fault_settle(mon, dm.pid, 1, &st);

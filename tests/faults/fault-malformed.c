@@ -245,8 +245,12 @@ static void truncations(int kind)
 
 /* ---- oversized and fd-carrying datagrams ---- */
 
-/* A ClientMessage of exactly `size` bytes: n PINGs plus an unknown
- * length-delimited field (number 100) as padding.  Returns its length. */
+/*
+ * Packs n PING requests (ids 1..n), into exactly `size` bytes when that is
+ * more than they take: the last request is padded with its `user` field
+ * repeated (a known field may come again; the last one counts), since the
+ * daemon refuses fields the protocol does not define.  Returns the length.
+ */
 static size_t pack_padded(uint8_t *buf, size_t size, int n)
 {
         Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
@@ -254,7 +258,7 @@ static size_t pack_padded(uint8_t *buf, size_t size, int n)
                              **qs = calloc((size_t)n, sizeof(*qs));
         size_t len;
 
-        if (!q || !qs)
+        if (!q || !qs || n < 1)
                 fault_die("out of memory");
         for (int i = 0; i < n; i++) {
                 q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
@@ -263,19 +267,41 @@ static size_t pack_padded(uint8_t *buf, size_t size, int n)
         m.requests = qs;
         m.n_requests = (size_t)n;
         len = netpoll__v1__client_message__pack(&m, buf);
+        if (len + 16 <= size) { /* room to pad: all but the last, then it by hand */
+                m.n_requests = (size_t)n - 1;
+                len = netpoll__v1__client_message__pack(&m, buf);
+        }
         free(q);
         free(qs);
-        if (len + 5 > size)
+        if (m.n_requests == (size_t)n)
                 return len;
-        /* tag (100 << 3 | 2) = 2 bytes, a 3-byte length, then padding */
-        size_t pad = size - len - 5;
-        buf[len++] = 0xa2;
-        buf[len++] = 0x06;
-        buf[len++] = (uint8_t)(0x80 | (pad & 0x7f));
-        buf[len++] = (uint8_t)(0x80 | ((pad >> 7) & 0x7f));
-        buf[len++] = (uint8_t)(pad >> 14);
-        memset(buf + len, 'p', pad);
-        return len + pad;
+        if (n > 127)
+                fault_die("pack_padded: a padded last request needs an id under 128");
+        /* The last request: tag, a 3-byte length L, then L bytes: id, op,
+         * and `user = 0` pairs (0x30 0x00), one of them 3 bytes (0x30 0x80
+         * 0x00, a longer zero) when L is odd. */
+        if (len + 4 + 4 + 2 > size || size - len - 4 >= (1u << 21))
+                fault_die("pack_padded: %zu bytes cannot be padded that way", size);
+        size_t L = size - len - 4, pad = L - 4;
+        buf[len++] = 0x12;
+        buf[len++] = (uint8_t)(0x80 | (L & 0x7f));
+        buf[len++] = (uint8_t)(0x80 | ((L >> 7) & 0x7f));
+        buf[len++] = (uint8_t)(L >> 14);
+        buf[len++] = 0x08; /* id = n */
+        buf[len++] = (uint8_t)n;
+        buf[len++] = 0x10; /* op = OP_PING */
+        buf[len++] = NETPOLL__V1__OP__OP_PING;
+        if (pad % 2) {
+                buf[len++] = 0x30;
+                buf[len++] = 0x80;
+                buf[len++] = 0x00;
+                pad -= 3;
+        }
+        for (; pad > 0; pad -= 2) {
+                buf[len++] = 0x30;
+                buf[len++] = 0x00;
+        }
+        return len;
 }
 
 typedef struct Case {
@@ -544,7 +570,9 @@ static void out_of_fds(void)
         int n = 0, r = 0, fds;
 
         fault_say("MSG_CTRUNC (daemon with RLIMIT_NOFILE 64):");
-        fault_daemon_start(&db, &(FaultDaemonOpts){ .nofile = 64 });
+        fault_daemon_start(&db, &(FaultDaemonOpts){ .nofile = 64,
+                                                    .config = "[limits]\nreserved_fds = 0\n"
+                                                              "max_descriptors_per_uid = 100%\n" });
         fault_must(fault_connect(db.sock, &m2), "connect the monitor");
         fault_must(fault_connect(db.sock, &c), "connect");
         int sock = test_raw_connect(db.sock);
@@ -552,8 +580,14 @@ static void out_of_fds(void)
                 fault_die("raw connect");
         int base = fault_settle(m2, db.pid, 3, &st);
 
+        /* A pipe each: one connection may register one file 16 times. */
+        int held[128][2];
         for (n = 0; n < 128; n++) {
-                r = np_open(c, pipefd[0], (uint64_t)n, &d[n]);
+                if (pipe2(held[n], O_CLOEXEC) < 0)
+                        fault_die("pipe2: %s", strerror(errno));
+                r = np_open(c, held[n][0], (uint64_t)n, &d[n]);
+                close(held[n][0]);
+                close(held[n][1]);
                 if (r < 0)
                         break;
         }
@@ -618,6 +652,9 @@ static void out_of_fds(void)
                 if (np_unblock(c, d[n - 1 - i]) == 0 && np_close(c, d[n - 1 - i]) == 0)
                         released++;
         n -= released;
+        /* The daemon closes its copies on its closer threads: a moment. */
+        for (int i = 0; i < 200 && fd_count_of(db.pid) > 64 - released; i++)
+                fault_sleep_ms(5);
         r = np_open(c, pipefd[0], 999, &d[n]);
         fault_check(r == 0, "np_open after releasing %d: %s", released, strerror(-r));
         if (r == 0)

@@ -242,7 +242,8 @@ int main(int argc, char **argv)
         if (k < 1000)
                 fault_die("fd limit %d too low", limit);
         snprintf(config, sizeof(config),
-                 "[limits]\nmax_descriptors_per_connection = 10000\nmax_output_bytes = %d\n",
+                 "[limits]\nmax_descriptors_per_connection = 10000\nmax_output_bytes = %d\n"
+                 "max_descriptors_per_uid = 100%%\n",
                  MAX_OUTPUT_BYTES);
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");

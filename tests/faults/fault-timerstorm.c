@@ -447,7 +447,10 @@ int main(int argc, char **argv)
         fault_daemon_start(&dm, &(FaultDaemonOpts){
                                         .config = "[limits]\n"
                                                   "max_descriptors_per_connection = 1000000\n"
-                                                  "max_output_bytes = 268435456\n",
+                                                  "max_output_bytes = 268435456\n"
+                                                  "max_output_bytes_per_uid = 2147483648\n"
+                                                  "max_output_bytes_total = 2147483648\n"
+                                                  "max_descriptors_per_uid = 100%\n",
                                         .notify_socket = sm.path,
                                         .watchdog_usec = WATCHDOG_USEC,
                                 });

@@ -9,7 +9,7 @@
 # (NETPOLLD_BIN names the daemon; default ./build/netpolld).
 
 FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm \
-                 fdquota outmem
+                 linger drain fdquota outmem listdescs junk
 FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
@@ -56,5 +56,5 @@ check-faults: $(FAULT_BINS) $(B)/netpolld
 	[ $$fail = 0 ]
 
 # The isolation programs share the victim pinger and the fake service manager.
-FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem
+FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem mix
 $(FAULT_PROBE_NAMES:%=$(B)/faults/fault-%): $(O)/tests/faults/probe.o

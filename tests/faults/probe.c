@@ -8,17 +8,31 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define VICTIM_MAX_SAMPLES 400000
 #define NOTIFY_MAX 40000
+
+/* ---- load ---- */
+
+void fault_load_thread(void)
+{
+        struct sched_param idle = { .sched_priority = 0 };
+
+        /* Linux: policy and nice apply to the calling thread. */
+        if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
+                (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+}
 
 /* ---- the victim ---- */
 

@@ -23,6 +23,15 @@
 
 #include "harness.h"
 
+/* ---- load ---- */
+
+/* Makes the calling thread background load: SCHED_IDLE (nice 19 where that
+ * is refused).  On a machine of few CPUs a program's own attack or control
+ * threads would otherwise hold the victim's CPU (a woken task waits for the
+ * running one's slice at equal priority), and the victim is to measure the
+ * daemon, not them.  They still get every cycle the others leave. */
+void fault_load_thread(void);
+
 /* ---- the victim ---- */
 
 typedef struct FaultVictim FaultVictim;
