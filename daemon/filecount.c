@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-uint64_t filecount_key(uint64_t dev, uint64_t ino)
+uint32_t filecount_key(uint64_t dev, uint64_t ino)
 {
         /* splitmix64 finaliser over both numbers: inodes are sequential. */
         uint64_t x = ino * UINT64_C(0x9e3779b97f4a7c15) ^ (dev + UINT64_C(0x632be59bd9b4e019));
@@ -14,12 +14,13 @@ uint64_t filecount_key(uint64_t dev, uint64_t ino)
         x ^= x >> 27;
         x *= UINT64_C(0x94d049bb133111eb);
         x ^= x >> 31;
-        return x ? x : 1;
+        uint32_t k = (uint32_t)(x ^ (x >> 32));
+        return k ? k : 1;
 }
 
-static uint32_t slot_of(const FileCount *f, uint64_t key)
+static uint32_t slot_of(const FileCount *f, uint32_t key)
 {
-        return (uint32_t)key & (f->cap - 1);
+        return key & (f->cap - 1);
 }
 
 static int filecount_grow(FileCount *f)
@@ -43,7 +44,7 @@ static int filecount_grow(FileCount *f)
         return 0;
 }
 
-int filecount_add(FileCount *f, uint64_t key, uint32_t limit)
+int filecount_add(FileCount *f, uint32_t key, uint32_t limit)
 {
         if (!key)
                 return 0;
@@ -66,7 +67,7 @@ int filecount_add(FileCount *f, uint64_t key, uint32_t limit)
         return 0;
 }
 
-void filecount_remove(FileCount *f, uint64_t key)
+void filecount_remove(FileCount *f, uint32_t key)
 {
         if (!key || !f->cap)
                 return;

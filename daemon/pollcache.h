@@ -14,7 +14,7 @@
 
 #define POLLCACHE_NONE UINT32_MAX
 
-/* 128 bytes: what the daemon spends per registered descriptor. */
+/* 120 bytes: what the daemon spends per registered descriptor. */
 typedef struct PollSlot {
         PollDesc pd; /* pd.user links the free list while the slot is free */
         uint32_t index;
@@ -22,7 +22,6 @@ typedef struct PollSlot {
         /* Its owner's list, circular (first's prev is the last): index + 1,
          * 0 while not on one. */
         uint32_t prev, next;
-        uint64_t file_key; /* its file in the owner's FileCount (filecount.h), 0: none */
 } PollSlot;
 
 typedef struct PollCache {

@@ -90,6 +90,7 @@ typedef struct PollDesc {
         bool closing;
         bool event_err;
         uint8_t kind; /* what file it is, for introspection (admin-descs.c); 0: not known yet */
+        uint32_t file_key; /* its file in the owner's FileCount (filecount.h), 0: none */
 } PollDesc;
 
 typedef struct PollOps PollOps;

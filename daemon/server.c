@@ -473,7 +473,7 @@ int server_run(Server *s)
         return 0;
 }
 
-int server_classify_fd(const Server *s, int fd, uint64_t *ret_key)
+int server_classify_fd(const Server *s, int fd, uint32_t *ret_key)
 {
         struct sockaddr_un peer;
         socklen_t len = sizeof(peer);

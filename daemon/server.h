@@ -126,7 +126,7 @@ void server_reap(Server *s, bool all);
  * cannot be polled (regular file, directory, block device), which is not
  * even tried; 0 for anything else; -errno when statx fails.  *ret_key
  * gets the file's FileCount key (filecount.h), 0 for anonymous inodes. */
-int server_classify_fd(const Server *s, int fd, uint64_t *ret_key);
+int server_classify_fd(const Server *s, int fd, uint32_t *ret_key);
 
 /* Checks the cross-module invariants (pollcache vs connections, timer heap
  * vs timer counts, descriptor lists).  NULL when they hold, else what broke.

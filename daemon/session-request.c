@@ -85,8 +85,8 @@ static void desc_forget(Session *s, PollSlot *slot)
 {
         if (s->server->listing)
                 admin_descs_forget(s->server, slot);
-        filecount_remove(&s->files, slot->file_key);
-        slot->file_key = 0;
+        filecount_remove(&s->files, slot->pd.file_key);
+        slot->pd.file_key = 0;
         pollcache_free(&s->server->cache, slot);
 }
 
@@ -112,7 +112,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         if (s->owner.descriptors >= srv->config->max_descriptors ||
             atomic_load(&s->acct->fds) >= srv->fd_limit_uid)
                 return -EDQUOT;
-        uint64_t key;
+        uint32_t key;
         r = server_classify_fd(srv, fd, &key);
         if (r != 0)
                 return r > 0 ? -EINVAL : r;
@@ -124,7 +124,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 filecount_remove(&s->files, key);
                 return r == -ENOSPC ? -EMFILE : r;
         }
-        slot->file_key = key;
+        slot->pd.file_key = key;
         r = timers_reserve(&srv->timers, 2 * pollcache_allocated(&srv->cache));
         if (r < 0) {
                 desc_forget(s, slot);
@@ -177,7 +177,7 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
-                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd, &(uint64_t){ 0 }) > 0);
+                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd, &(uint32_t){ 0 }) > 0);
                 return;
         case NETPOLL__V1__OP__OP_PING:
                 reply(s, q, 0);
