@@ -57,6 +57,9 @@
 #include "../../daemon/codec.h" /* NP_MAX_FDS_PER_MESSAGE */
 #include "probe.h"
 
+#define WATCHDOG_USEC 1000000 /* WATCHDOG=1 gaps must stay under 500 ms */
+static FaultNotify *notify; /* the fake service manager */
+
 #define DAEMON_NOFILE 8192
 #define QUOTA_SLACK 300  /* Part A: held within [quota - 300, quota] */
 #define LIMIT_MARGIN 100 /* Part A: the daemon's fd count stays this far under its limit */
@@ -377,7 +380,10 @@ static void part_a(int nofile)
                   nofile, quota, FAULT_OTHER_UID, nconn);
         pick_config(config, sizeof(config), "[daemon]\nsocket_mode = 0666\n[limits]\n",
                     "max_descriptors_per_uid = 25%\n");
-        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config, .nofile = nofile });
+        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
+                                                    .nofile = nofile,
+                                                    .notify_socket = notify_path(notify),
+                                                    .watchdog_usec = WATCHDOG_USEC });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");
         FaultVictim *v = victim_start(dm.sock, VICTIM_INTERVAL_US);
         int base_fds = fault_settle(mon, dm.pid, 2, &st);
@@ -702,7 +708,10 @@ static void part_b(int nofile)
         char keys[64];
         snprintf(keys, sizeof(keys), "max_descriptors_per_uid = %d\n", quota);
         pick_config(config, sizeof(config), base, keys);
-        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config, .nofile = nofile });
+        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
+                                                    .nofile = nofile,
+                                                    .notify_socket = notify_path(notify),
+                                                    .watchdog_usec = WATCHDOG_USEC });
 
         /* Root has one connection: the monitor at both ends, the victim
          * in between (the harness's probe for the socket may still count). */
@@ -750,7 +759,7 @@ static void part_b(int nofile)
         }
         fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                     "part B: the attacker exited with status %#x", status);
-        fault_ab_verdict(&ab, v, NULL, 0, "part B");
+        fault_ab_verdict(&ab, v, notify, WATCHDOG_USEC, "part B");
         fault_check(fault_daemon_alive(&dm), "part B: netpolld died");
 
         victim_stop(v);
@@ -779,7 +788,9 @@ int main(int argc, char **argv)
         int nofile = limit - 256 < DAEMON_NOFILE ? limit - 256 : DAEMON_NOFILE;
         if (nofile < 2048)
                 fault_die("fd limit %d too low", limit);
+        notify = notify_start();
         part_a(nofile);
         part_b(nofile);
+        notify_stop(notify);
         return fault_finish();
 }

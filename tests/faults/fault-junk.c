@@ -49,6 +49,9 @@
 #include "harness.h"
 #include "probe.h"
 
+#define WATCHDOG_USEC 1000000 /* WATCHDOG=1 gaps must stay under 500 ms */
+static FaultNotify *notify; /* the fake service manager */
+
 #define JUNK_FIELDS 24576 /* 0x78 0x00: field 15, varint 0 */
 #define JUNK_BYTES (2 * JUNK_FIELDS)
 #define FLOOD_CONNS 64
@@ -461,7 +464,7 @@ static void flood(FaultVictim *v, enum Traffic attack, enum Traffic control, int
         fault_say("%s: the daemon's CPU time: %.0f%% of the attack windows, %.0f%% of the controls",
                   what, 100.0 * (double)l->cpu_ns[1] / (double)l->wall_ns[1],
                   100.0 * (double)l->cpu_ns[0] / (double)l->wall_ns[0]);
-        fault_ab_verdict(&ab, v, NULL, 0, what);
+        fault_ab_verdict(&ab, v, notify, WATCHDOG_USEC, what);
 }
 
 int main(int argc, char **argv)
@@ -474,7 +477,9 @@ int main(int argc, char **argv)
         if (!well)
                 fault_die("out of memory");
         well_len = pack_well(well, PROBE_ID);
-        fault_daemon_start(&dm, NULL);
+        notify = notify_start();
+        fault_daemon_start(&dm, &(FaultDaemonOpts){ .notify_socket = notify_path(notify),
+                                                    .watchdog_usec = WATCHDOG_USEC });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");
         (void)fault_settle(mon, dm.pid, 1, &st);
         flood_conns = FLOOD_CONNS;
@@ -520,5 +525,6 @@ int main(int argc, char **argv)
         np_disconnect(c);
         np_disconnect(mon);
         fault_daemon_stop(&dm);
+        notify_stop(notify);
         return fault_finish();
 }

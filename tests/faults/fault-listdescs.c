@@ -38,6 +38,9 @@
 #include "harness.h"
 #include "probe.h"
 
+#define WATCHDOG_USEC 1000000 /* WATCHDOG=1 gaps must stay under 500 ms */
+static FaultNotify *notify; /* the fake service manager */
+
 #define HOLDERS 4
 #define PER_CONN_MAX 4096   /* the daemon's default max_descriptors_per_connection */
 #define RESERVE_FDS 256     /* for the monitor, the victim, libnetpoll, stdio */
@@ -405,8 +408,11 @@ int main(int argc, char **argv)
         int nofile = fault_nofile();
         /* One uid holds every descriptor here: lift the per-uid quota,
          * this program is about listing them. */
-        fault_daemon_start(
-                &dm, &(FaultDaemonOpts){ .config = "[limits]\nmax_descriptors_per_uid = 100%\n" });
+        notify = notify_start();
+        fault_daemon_start(&dm, &(FaultDaemonOpts){
+                                        .config = "[limits]\nmax_descriptors_per_uid = 100%\n",
+                                        .notify_socket = notify_path(notify),
+                                        .watchdog_usec = WATCHDOG_USEC });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");
         int base = fault_settle(mon, dm.pid, 1, &st);
 
@@ -450,7 +456,7 @@ int main(int argc, char **argv)
                     (long long)atomic_load(&load.errors),
                     strerror(-atomic_load(&load.first_error)));
         fault_check(lists > 0, "no listing completed in the attack windows");
-        fault_ab_verdict(&ab, victim, NULL, 0, "list_descs(all) x 4");
+        fault_ab_verdict(&ab, victim, notify, WATCHDOG_USEC, "list_descs(all) x 4");
         victim_stop(victim);
 
         check_churn();
@@ -464,5 +470,6 @@ int main(int argc, char **argv)
                     (unsigned long long)st.descriptors);
         np_disconnect(mon);
         fault_daemon_stop(&dm);
+        notify_stop(notify);
         return fault_finish();
 }

@@ -41,6 +41,9 @@
 
 #include "probe.h"
 
+#define WATCHDOG_USEC 1000000 /* WATCHDOG=1 gaps must stay under 500 ms */
+static FaultNotify *notify; /* the fake service manager */
+
 #define MIB (1024 * 1024)
 #define MAX_OUTPUT_BYTES (1 * MIB)
 #define MAX_OUTPUT_PER_UID (8 * MIB)
@@ -446,7 +449,10 @@ int main(int argc, char **argv)
                             err);
                 snprintf(config, sizeof(config), "%s", base);
         }
-        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config });
+        notify = notify_start();
+        fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
+                                                    .notify_socket = notify_path(notify),
+                                                    .watchdog_usec = WATCHDOG_USEC });
         fault_must(fault_connect(dm.sock, &run.mon), "connect the monitor");
         int end_fds = fault_settle(run.mon, dm.pid, 1, &st);
         FaultVictim *v = victim_start(dm.sock, VICTIM_INTERVAL_US);
@@ -510,7 +516,7 @@ int main(int argc, char **argv)
         fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                     "the attacker exited with status %#x", status);
         fault_check(run.not_back == 0, "%d windows did not end at the baseline", run.not_back);
-        fault_ab_verdict(&ab, v, NULL, 0, "outmem");
+        fault_ab_verdict(&ab, v, notify, WATCHDOG_USEC, "outmem");
         fault_check(fault_daemon_alive(&dm), "netpolld died");
         victim_stop(v);
 
@@ -525,5 +531,6 @@ int main(int argc, char **argv)
                     (unsigned long long)st.descriptors);
         np_disconnect(run.mon);
         fault_daemon_stop(&dm);
+        notify_stop(notify);
         return fault_finish();
 }
