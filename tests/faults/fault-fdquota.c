@@ -69,73 +69,6 @@ static FaultNotify *notify; /* the fake service manager */
 #define PEAK_SLACK 300 /* Part B: the daemon's fd count stays under baseline + quota + this */
 #define VICTIM_INTERVAL_US 500
 
-/* ---- the daemon's configuration ---- */
-
-static const char *daemon_bin(void)
-{
-        const char *b = getenv("NETPOLLD_BIN");
-
-        return b && *b ? b : "./build/netpolld";
-}
-
-/* Whether the daemon accepts the configuration text (netpolld --check-config);
- * its complaint goes to err. */
-static bool daemon_takes(const char *config, char *err, size_t errlen)
-{
-        char path[] = "/tmp/netpolld-fdquota-conf.XXXXXX";
-        int fd = mkstemp(path), p[2], status = 0;
-
-        err[0] = '\0';
-        if (fd < 0 || write(fd, config, strlen(config)) != (ssize_t)strlen(config) ||
-            pipe2(p, O_CLOEXEC) < 0)
-                fault_die("cannot write a configuration file: %s", strerror(errno));
-        close(fd);
-        pid_t pid = fork();
-        if (pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (pid == 0) {
-                int null = open("/dev/null", O_WRONLY);
-                dup2(null, STDOUT_FILENO);
-                dup2(p[1], STDERR_FILENO);
-                execl(daemon_bin(), daemon_bin(), "--config", path, "--check-config", (char *)NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        size_t len = 0;
-        for (int i = 0; i < 64 && len + 1 < errlen; i++) {
-                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-                if (poll(&pfd, 1, 10000) <= 0)
-                        break;
-                ssize_t n = read(p[0], err + len, errlen - 1 - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        err[len] = '\0';
-        err[strcspn(err, "\n")] = '\0';
-        close(p[0]);
-        waitpid(pid, &status, 0);
-        unlink(path);
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-/* The configuration to start the daemon with: base + new_keys, or only base
- * (a failed check) when the daemon does not know the new keys. */
-static const char *pick_config(char *buf, size_t len, const char *base, const char *new_keys)
-{
-        char err[512];
-
-        snprintf(buf, len, "%s%s", base, new_keys);
-        if (daemon_takes(buf, err, sizeof(err)))
-                return buf;
-        fault_check(false,
-                    "the daemon refuses the configuration (%s); going on without the new "
-                    "keys",
-                    err);
-        snprintf(buf, len, "%s", base);
-        return buf;
-}
-
 /* ---- the daemon's fd count, sampled every millisecond ---- */
 
 static struct {
@@ -378,7 +311,7 @@ static void part_a(int nofile)
         fault_say("part A: daemon fd limit %d, max_descriptors_per_uid = 25%% (%d fds); uid %d "
                   "registers eventfds on %d connections until refused",
                   nofile, quota, FAULT_OTHER_UID, nconn);
-        pick_config(config, sizeof(config), "[daemon]\nsocket_mode = 0666\n[limits]\n",
+        fault_pick_config(config, sizeof(config), "[daemon]\nsocket_mode = 0666\n[limits]\n",
                     "max_descriptors_per_uid = 25%\n");
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
                                                     .nofile = nofile,
@@ -707,7 +640,7 @@ static void part_b(int nofile)
                  "[daemon]\nsocket_mode = 0666\n[limits]\nmax_connections_per_uid = 1\n");
         char keys[64];
         snprintf(keys, sizeof(keys), "max_descriptors_per_uid = %d\n", quota);
-        pick_config(config, sizeof(config), base, keys);
+        fault_pick_config(config, sizeof(config), base, keys);
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
                                                     .nofile = nofile,
                                                     .notify_socket = notify_path(notify),

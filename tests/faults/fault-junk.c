@@ -133,18 +133,6 @@ static size_t pack_ping_with_unknown(uint8_t *buf, uint64_t id)
 
 /* ---- cases ---- */
 
-static int greeted(void)
-{
-        int sock = test_raw_connect(dm.sock);
-
-        if (sock < 0)
-                fault_die("connect: %s", strerror(-sock));
-        int r = raw_hello(sock, 3000);
-        if (r < 0)
-                fault_die("hello: %s", strerror(-r));
-        return sock;
-}
-
 /* Sends a PING and waits for its reply (ALIVE) or the end (CLOSED). */
 static int probe(int sock)
 {
@@ -165,7 +153,7 @@ static const char *outcome_name(int o)
 
 static void one_case(const char *what, const void *buf, size_t len, int want)
 {
-        int sock = greeted();
+        int sock = raw_greeted(dm.sock);
         int got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
 
         close(sock);

@@ -68,18 +68,6 @@ static int probe(int sock)
         return r == 1 ? ALIVE : r == 0 || r == -EBADMSG ? CLOSED : HUNG;
 }
 
-static int greeted(void)
-{
-        int sock = test_raw_connect(dm.sock);
-
-        if (sock < 0)
-                fault_die("connect: %s", strerror(-sock));
-        int r = raw_hello(sock, 3000);
-        if (r < 0)
-                fault_die("hello: %s", strerror(-r));
-        return sock;
-}
-
 /* A raw call: sends qs with fds, waits for the reply to id. */
 static int raw_call(int sock, Netpoll__V1__Request **qs, size_t n, const int *fds, size_t nfds,
                     uint64_t id, int32_t *result, uint64_t *desc)
@@ -202,7 +190,7 @@ static void truncations(int kind)
         int counts[2] = { 0, 0 }, wrong = 0, hung = 0;
 
         for (size_t k = 0; k <= len; k++) {
-                int sock = kind == MSG_HELLO ? test_raw_connect(dm.sock) : greeted();
+                int sock = kind == MSG_HELLO ? test_raw_connect(dm.sock) : raw_greeted(dm.sock);
                 if (sock < 0)
                         fault_die("connect: %s", strerror(-sock));
                 size_t n = len;
@@ -326,21 +314,21 @@ static void oversized(void)
         fault_say("oversized datagrams:");
 
         /* Exactly 64 KiB, valid: served (the PING is answered). */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         size_t len = pack_padded(buf, MAX_BYTES, 1);
         got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
         report_case(&(Case){ "valid, exactly 65536 bytes", ALIVE }, got);
         close(sock);
 
         /* 64 KiB + 1: dropped. */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         len = pack_padded(buf, MAX_BYTES + 1, 1);
         got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
         report_case(&(Case){ "valid, 65537 bytes", CLOSED }, got);
         close(sock);
 
         /* 200 000 bytes with 3 fds: dropped, the fds closed. */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         len = pack_padded(buf, 200000, 1);
         int fds3[3] = { pipefd[0], pipefd[0], pipefd[1] };
         int r = raw_send(sock, buf, len, fds3, 3);
@@ -353,14 +341,14 @@ static void oversized(void)
         close(sock);
 
         /* 64 KiB of garbage: dropped. */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         memset(buf, 0xff, MAX_BYTES);
         got = raw_send(sock, buf, MAX_BYTES, NULL, 0) < 0 ? CLOSED : probe(sock);
         report_case(&(Case){ "65536 bytes of 0xff", CLOSED }, got);
         close(sock);
 
         /* Exactly the most requests a datagram may hold: all answered. */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         len = pack_padded(buf, 0, MAX_REQUESTS);
         int answered = 0;
         if (raw_send(sock, buf, len, NULL, 0) == 0) {
@@ -379,7 +367,7 @@ static void oversized(void)
         close(sock);
 
         /* One more: dropped. */
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         len = pack_padded(buf, 0, MAX_REQUESTS + 1);
         got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
         snprintf(what, sizeof(what), "%d PINGs in one datagram", MAX_REQUESTS + 1);
@@ -421,7 +409,7 @@ static void fds_where_none(void)
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 Netpoll__V1__Request q[2], *qs[2] = { &q[0], &q[1] };
-                sock = greeted();
+                sock = raw_greeted(dm.sock);
                 q[0] = raw_request(1, cases[i].op, 0, 0, 0);
                 q[0].fd_index = cases[i].fd_index;
                 q[1] = raw_request(2, cases[i].op2, 0, 0, 0);
@@ -446,7 +434,7 @@ static void fds_where_none(void)
                 report_case(&(Case){ "hello with 1 fd", CLOSED }, got);
         }
         close(sock);
-        sock = greeted();
+        sock = raw_greeted(dm.sock);
         got = raw_send(sock, "", 0, pipefd, 2) < 0 ? CLOSED : probe(sock);
         report_case(&(Case){ "empty datagram with 2 fds", CLOSED }, got);
         close(sock);
@@ -510,7 +498,7 @@ static void not_pollable(void)
         fault_check(np_ping(c) == 0, "the connection did not survive the refused opens");
 
         /* Raw: the daemon itself must refuse them (the library is bypassed). */
-        int sock = greeted();
+        int sock = raw_greeted(dm.sock);
         struct {
                 const char *what;
                 int fd, want;

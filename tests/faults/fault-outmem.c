@@ -53,79 +53,6 @@ static FaultNotify *notify; /* the fake service manager */
 #define MAX_CONNS 256
 #define VICTIM_INTERVAL_US 500
 
-/* ---- the daemon's configuration ---- */
-
-static const char *daemon_bin(void)
-{
-        const char *b = getenv("NETPOLLD_BIN");
-
-        return b && *b ? b : "./build/netpolld";
-}
-
-/* Whether the daemon accepts the configuration text (netpolld --check-config);
- * its complaint goes to err. */
-static bool daemon_takes(const char *config, char *err, size_t errlen)
-{
-        char path[] = "/tmp/netpolld-outmem-conf.XXXXXX";
-        int fd = mkstemp(path), p[2], status = 0;
-
-        err[0] = '\0';
-        if (fd < 0 || write(fd, config, strlen(config)) != (ssize_t)strlen(config) ||
-            pipe2(p, O_CLOEXEC) < 0)
-                fault_die("cannot write a configuration file: %s", strerror(errno));
-        close(fd);
-        pid_t pid = fork();
-        if (pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (pid == 0) {
-                int null = open("/dev/null", O_WRONLY);
-                dup2(null, STDOUT_FILENO);
-                dup2(p[1], STDERR_FILENO);
-                execl(daemon_bin(), daemon_bin(), "--config", path, "--check-config", (char *)NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        size_t len = 0;
-        for (int i = 0; i < 64 && len + 1 < errlen; i++) {
-                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-                if (poll(&pfd, 1, 10000) <= 0)
-                        break;
-                ssize_t n = read(p[0], err + len, errlen - 1 - len);
-                if (n <= 0)
-                        break;
-                len += (size_t)n;
-        }
-        err[len] = '\0';
-        err[strcspn(err, "\n")] = '\0';
-        close(p[0]);
-        waitpid(pid, &status, 0);
-        unlink(path);
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-/* ---- the daemon's RSS, sampled every 5 ms ---- */
-
-static struct {
-        pid_t pid;
-        pthread_t thread;
-        atomic_int stop;
-        _Atomic int64_t peak;
-        atomic_int samples;
-} rss;
-
-static void *rss_sampler(void *arg)
-{
-        (void)arg;
-        for (int i = 0; i < 1000000 && !atomic_load(&rss.stop); i++) {
-                int64_t v = test_proc_status_kib(rss.pid, "VmRSS") * 1024;
-                if (v > atomic_load(&rss.peak))
-                        atomic_store(&rss.peak, v);
-                atomic_fetch_add(&rss.samples, 1);
-                fault_sleep_ms(5);
-        }
-        return NULL;
-}
-
 /* ---- the attacker: a child running as uid 65534 ---- */
 
 typedef struct PumpCmd {
@@ -418,7 +345,7 @@ int main(int argc, char **argv)
         struct np_status st;
         FaultAB ab;
         Run run = { .dm = &dm };
-        char config[512], err[512], line[512];
+        char config[512], line[512];
         int limit, n, rounds;
 
         fault_init(argc, argv, "outmem");
@@ -437,18 +364,12 @@ int main(int argc, char **argv)
         run.attack_ms = fault_quick ? 10000 : 15000;
         run.control_ms = fault_quick ? 3000 : 4000;
 
-        static const char base[] = "[daemon]\nsocket_mode = 0666\n[limits]\n"
-                                   "max_output_bytes = 1048576\n";
-        snprintf(config, sizeof(config),
-                 "%smax_output_bytes_per_uid = %d\nmax_output_bytes_total = %d\n", base,
+        char keys[128];
+        snprintf(keys, sizeof(keys), "max_output_bytes_per_uid = %d\nmax_output_bytes_total = %d\n",
                  MAX_OUTPUT_PER_UID, MAX_OUTPUT_TOTAL);
-        if (!daemon_takes(config, err, sizeof(err))) {
-                fault_check(false,
-                            "the daemon refuses the configuration (%s); going on without "
-                            "the new keys",
-                            err);
-                snprintf(config, sizeof(config), "%s", base);
-        }
+        fault_pick_config(config, sizeof(config),
+                          "[daemon]\nsocket_mode = 0666\n[limits]\nmax_output_bytes = 1048576\n",
+                          keys);
         notify = notify_start();
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .config = config,
                                                     .notify_socket = notify_path(notify),
@@ -467,17 +388,13 @@ int main(int argc, char **argv)
                   MAX_OUTPUT_BYTES / MIB, MAX_OUTPUT_PER_UID / MIB, MAX_OUTPUT_TOTAL / MIB,
                   run.base_fds, (double)base_rss / MIB, (double)cap / MIB);
 
-        rss.pid = dm.pid;
-        rss.peak = base_rss;
-        if (pthread_create(&rss.thread, NULL, rss_sampler, NULL) != 0)
-                fault_die("pthread_create");
+        FaultRss *rss = rss_start(dm.pid, base_rss);
         attacker_start(&run.a, dm.sock, n);
         pid_t attacker = run.a.pid;
         fault_ab_run(&ab, rounds, run_window, &run);
-        atomic_store(&rss.stop, 1);
-        pthread_join(rss.thread, NULL);
+        int samples;
+        int64_t peak = rss_stop(rss, &samples);
         int status = attacker_end(&run.a);
-        int64_t peak = atomic_load(&rss.peak);
 
         for (int k = 1; k >= 0; k--) {
                 const PumpReport *s = &run.sum[k];
@@ -497,7 +414,7 @@ int main(int argc, char **argv)
                   named ? ", the first: " : "", line);
         fault_say("daemon RSS: baseline %.1f MiB, peak %.1f MiB over %d samples (cap %.1f MiB = "
                   "baseline + %d MiB total budget + %d MiB)",
-                  (double)base_rss / MIB, (double)peak / MIB, atomic_load(&rss.samples),
+                  (double)base_rss / MIB, (double)peak / MIB, samples,
                   (double)cap / MIB, MAX_OUTPUT_TOTAL / MIB, RSS_SLACK / MIB);
         fault_check(peak < cap, "daemon RSS peaked at %.1f MiB, over the %.1f MiB cap",
                     (double)peak / MIB, (double)cap / MIB);

@@ -44,7 +44,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "probe.h"
 #include "slowreader-load.h"
 
 #define MAX_OUTPUT_BYTES 262144
@@ -116,26 +116,6 @@ static void *latency_sampler(void *arg)
         }
         atomic_store(&lat.stop, 1);
         sem_post(&lat.go); /* release the writer */
-        return NULL;
-}
-
-static struct {
-        pid_t pid;
-        atomic_int stop;
-        _Atomic int64_t peak;
-        atomic_int samples;
-} rss;
-
-static void *rss_sampler(void *arg)
-{
-        (void)arg;
-        for (int i = 0; i < 200000 && !atomic_load(&rss.stop); i++) {
-                int64_t v = test_proc_status_kib(rss.pid, "VmRSS") * 1024;
-                if (v > atomic_load(&rss.peak))
-                        atomic_store(&rss.peak, v);
-                atomic_fetch_add(&rss.samples, 1);
-                fault_sleep_ms(5);
-        }
         return NULL;
 }
 
@@ -224,7 +204,7 @@ int main(int argc, char **argv)
         FaultDaemon dm;
         struct np_status st;
         np_client *mon;
-        pthread_t t_w, t_s, t_r;
+        pthread_t t_w, t_s;
         char config[256];
         int limit, k, base_fds, storms = 0, cut = 0;
         int64_t storm_from[MAX_STORMS], storm_to[MAX_STORMS];
@@ -266,9 +246,7 @@ int main(int argc, char **argv)
                 fault_die("out of memory");
         sem_init(&lat.go, 0, 0);
         sem_init(&lat.written, 0, 0);
-        rss.pid = dm.pid;
-        rss.peak = base_rss;
-        pthread_create(&t_r, NULL, rss_sampler, NULL);
+        FaultRss *rss = rss_start(dm.pid, base_rss);
         pthread_create(&t_w, NULL, latency_writer, NULL);
         pthread_create(&t_s, NULL, latency_sampler, NULL);
 
@@ -358,8 +336,8 @@ int main(int argc, char **argv)
         (void)!write(lat.pipe[1], "x", 1); /* ends a wait the writer will not */
         pthread_join(t_s, NULL);
         pthread_join(t_w, NULL);
-        atomic_store(&rss.stop, 1);
-        pthread_join(t_r, NULL);
+        int rss_samples;
+        int64_t peak = rss_stop(rss, &rss_samples);
 
         /* Latency figures: before, under the control load, inside the storms. */
         size_t n = atomic_load(&lat.n);
@@ -383,7 +361,6 @@ int main(int argc, char **argv)
                         fprintf(stderr, "TRACE sample %.6f %.0f\n", lat.v[i].at / 1e9,
                                 lat.v[i].lat / 1e3);
         }
-        int64_t peak = atomic_load(&rss.peak);
         (void)np_status(mon, &st);
         say_figures("before", &before);
         say_figures("control", &control);
@@ -394,7 +371,7 @@ int main(int argc, char **argv)
                   before.p99 ? (double)during.p99 / (double)before.p99 : 0.0);
         fault_say("daemon RSS: baseline %.1f MiB, peak %.1f MiB over %d samples (cap %.1f MiB); "
                   "np_status rss now %.1f MiB",
-                  (double)base_rss / 1048576.0, (double)peak / 1048576.0, atomic_load(&rss.samples),
+                  (double)base_rss / 1048576.0, (double)peak / 1048576.0, rss_samples,
                   (double)cap / 1048576.0, (double)st.rss_bytes / 1048576.0);
         fault_say("slow clients cut off: %d of %d; wake errors: %d; daemon CPU %.1f ms a storm "
                   "(%d descriptors armed and made ready each round, then closed)",

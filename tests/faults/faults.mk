@@ -56,5 +56,5 @@ check-faults: $(FAULT_BINS) $(B)/netpolld
 	[ $$fail = 0 ]
 
 # The isolation programs share the victim pinger and the fake service manager.
-FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem mix
+FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem mix timerstorm slowreader
 $(FAULT_PROBE_NAMES:%=$(B)/faults/fault-%): $(O)/tests/faults/probe.o

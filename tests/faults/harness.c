@@ -170,7 +170,7 @@ int fault_nofile(void)
 
 /* ---- daemon ---- */
 
-static const char *daemon_bin(void)
+const char *fault_daemon_bin(void)
 {
         const char *b = getenv("NETPOLLD_BIN");
 
@@ -205,7 +205,7 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
                 fault_die("chmod %s: %s", d->dir, strerror(errno));
         snprintf(d->sock, sizeof(d->sock), "%s/np.sock", d->dir);
         snprintf(d->log, sizeof(d->log), "%s/netpolld.log", d->dir);
-        argv[argc++] = daemon_bin();
+        argv[argc++] = fault_daemon_bin();
         argv[argc++] = "--socket";
         argv[argc++] = d->sock;
         if (o->config) {
@@ -278,7 +278,7 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
                 if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
                         d->pid = -1;
                         char *log = fault_daemon_log(d);
-                        fault_die("netpolld (%s) exited at start (status %#x): %s", daemon_bin(),
+                        fault_die("netpolld (%s) exited at start (status %#x): %s", fault_daemon_bin(),
                                   status, log);
                 }
                 if (test_now() > give_up)

@@ -70,6 +70,9 @@ typedef struct FaultDaemonOpts {
         uint64_t watchdog_usec;    /* with notify_socket: WATCHDOG_USEC (and WATCHDOG_PID) */
 } FaultDaemonOpts;
 
+/* $NETPOLLD_BIN, or ./build/netpolld. */
+const char *fault_daemon_bin(void);
+
 /* Starts $NETPOLLD_BIN (default ./build/netpolld) and waits (at most 10 s)
  * until it accepts connections.  Dies on failure. */
 void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o);
@@ -154,6 +157,9 @@ int raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 /* Packs a ClientMessage with these requests and sends it. */
 int raw_send_requests(int sock, Netpoll__V1__Request *const *qs, size_t n, const int *fds,
                       size_t nfds);
+
+/* Opens a raw connection to sock and says hello; dies on failure. */
+int raw_greeted(const char *sock);
 
 /* Sends a hello and waits (timeout_ms) for the welcome: 0, the daemon's
  * error (< 0), -ECONNRESET when it closed, -ETIMEDOUT. */

@@ -6,6 +6,8 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,6 +25,66 @@
 #define VICTIM_MAX_SAMPLES 400000
 #define NOTIFY_MAX 40000
 
+/* ---- configuration ---- */
+
+/* Whether the daemon accepts the configuration text (netpolld --check-config);
+ * its complaint goes to err. */
+static bool daemon_takes(const char *config, char *err, size_t errlen)
+{
+        char path[] = "/tmp/netpolld-probe-conf.XXXXXX";
+        int fd = mkstemp(path), p[2], status = 0;
+
+        err[0] = '\0';
+        if (fd < 0 || write(fd, config, strlen(config)) != (ssize_t)strlen(config) ||
+            pipe2(p, O_CLOEXEC) < 0)
+                fault_die("cannot write a configuration file: %s", strerror(errno));
+        close(fd);
+        pid_t pid = fork();
+        if (pid < 0)
+                fault_die("fork: %s", strerror(errno));
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+                dup2(null, STDOUT_FILENO);
+                dup2(p[1], STDERR_FILENO);
+                execl(fault_daemon_bin(), fault_daemon_bin(), "--config", path, "--check-config", (char *)NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        size_t len = 0;
+        for (int i = 0; i < 64 && len + 1 < errlen; i++) {
+                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+                if (poll(&pfd, 1, 10000) <= 0)
+                        break;
+                ssize_t n = read(p[0], err + len, errlen - 1 - len);
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+        }
+        err[len] = '\0';
+        err[strcspn(err, "\n")] = '\0';
+        close(p[0]);
+        waitpid(pid, &status, 0);
+        unlink(path);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The configuration to start the daemon with: base + new_keys, or only base
+ * (a failed check) when the daemon does not know the new keys. */
+const char *fault_pick_config(char *buf, size_t len, const char *base, const char *new_keys)
+{
+        char err[512];
+
+        snprintf(buf, len, "%s%s", base, new_keys);
+        if (daemon_takes(buf, err, sizeof(err)))
+                return buf;
+        fault_check(false,
+                    "the daemon refuses the configuration (%s); going on without the new "
+                    "keys",
+                    err);
+        snprintf(buf, len, "%s", base);
+        return buf;
+}
+
 /* ---- load ---- */
 
 void fault_load_thread(void)
@@ -32,6 +94,54 @@ void fault_load_thread(void)
         /* Linux: policy and nice apply to the calling thread. */
         if (sched_setscheduler(0, SCHED_IDLE, &idle) < 0)
                 (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+}
+
+/* ---- the daemon's RSS ---- */
+
+struct FaultRss {
+        pid_t pid;
+        pthread_t thread;
+        atomic_int stop;
+        _Atomic int64_t peak;
+        atomic_int samples;
+};
+
+static void *rss_main(void *arg)
+{
+        FaultRss *r = arg;
+
+        for (int i = 0; i < 10000000 && !atomic_load(&r->stop); i++) {
+                int64_t v = test_proc_status_kib(r->pid, "VmRSS") * 1024;
+                if (v > atomic_load(&r->peak))
+                        atomic_store(&r->peak, v);
+                atomic_fetch_add(&r->samples, 1);
+                fault_sleep_ms(5);
+        }
+        return NULL;
+}
+
+FaultRss *rss_start(pid_t pid, int64_t floor)
+{
+        FaultRss *r = calloc(1, sizeof(*r));
+
+        if (!r)
+                fault_die("out of memory");
+        r->pid = pid;
+        r->peak = floor;
+        if (pthread_create(&r->thread, NULL, rss_main, r) != 0)
+                fault_die("pthread_create");
+        return r;
+}
+
+int64_t rss_stop(FaultRss *r, int *ret_samples)
+{
+        atomic_store(&r->stop, 1);
+        pthread_join(r->thread, NULL);
+        int64_t peak = atomic_load(&r->peak);
+        if (ret_samples)
+                *ret_samples = atomic_load(&r->samples);
+        free(r);
+        return peak;
 }
 
 /* ---- the victim ---- */
@@ -129,7 +239,7 @@ struct FaultNotify {
         char path[108];
         pthread_t thread;
         atomic_int stop;
-        atomic_int ready, n_wd;
+        atomic_int ready, status, n_wd;
         int64_t wd[NOTIFY_MAX];
 };
 
@@ -178,6 +288,8 @@ static void notify_take(FaultNotify *n, int64_t offset)
                         }
                 } else if (strcmp(l, "READY=1") == 0)
                         atomic_fetch_add(&n->ready, 1);
+                else if (strncmp(l, "STATUS=", 7) == 0)
+                        atomic_fetch_add(&n->status, 1);
         }
 }
 
@@ -226,6 +338,11 @@ const char *notify_path(const FaultNotify *n)
 int notify_ready_count(const FaultNotify *n)
 {
         return atomic_load(&((FaultNotify *)n)->ready);
+}
+
+int notify_status_count(const FaultNotify *n)
+{
+        return atomic_load(&((FaultNotify *)n)->status);
 }
 
 int notify_watchdog_count(const FaultNotify *n)

@@ -23,6 +23,14 @@
 
 #include "harness.h"
 
+/* ---- configuration ---- */
+
+/* Writes base + new_keys into buf, or only base when the daemon under test
+ * refuses the new keys (netpolld --check-config): that counts as a failed
+ * check, and the program goes on to show what the daemon does without
+ * them (an older daemon, for the before figure).  Returns buf. */
+const char *fault_pick_config(char *buf, size_t len, const char *base, const char *new_keys);
+
 /* ---- load ---- */
 
 /* Makes the calling thread background load: SCHED_IDLE (nice 19 where that
@@ -31,6 +39,18 @@
  * running one's slice at equal priority), and the victim is to measure the
  * daemon, not them.  They still get every cycle the others leave. */
 void fault_load_thread(void);
+
+/* ---- the daemon's RSS ---- */
+
+typedef struct FaultRss FaultRss;
+
+/* Samples pid's VmRSS every 5 ms on a thread of its own, keeping the peak
+ * (at least floor, in bytes). */
+FaultRss *rss_start(pid_t pid, int64_t floor);
+
+/* Stops sampling; returns the peak in bytes and how many samples were
+ * taken (ret_samples may be NULL); frees r. */
+int64_t rss_stop(FaultRss *r, int *ret_samples);
 
 /* ---- the victim ---- */
 
@@ -62,8 +82,9 @@ FaultNotify *notify_start(void);
 /* Its path, for FaultDaemonOpts.notify_socket. */
 const char *notify_path(const FaultNotify *n);
 
-/* How many READY=1 and WATCHDOG=1 arrived so far. */
+/* How many READY=1, STATUS= and WATCHDOG=1 arrived so far. */
 int notify_ready_count(const FaultNotify *n);
+int notify_status_count(const FaultNotify *n);
 int notify_watchdog_count(const FaultNotify *n);
 
 /* The longest gap between WATCHDOG=1 in [from, to], counting the edges of

@@ -150,3 +150,15 @@ Netpoll__V1__Request raw_request(uint64_t id, int op, uint64_t desc, int mode, i
         q.ns = ns;
         return q;
 }
+
+int raw_greeted(const char *sock)
+{
+        int fd = test_raw_connect(sock);
+
+        if (fd < 0)
+                fault_die("connect: %s", strerror(-fd));
+        int r = raw_hello(fd, 3000);
+        if (r < 0)
+                fault_die("hello: %s", strerror(-r));
+        return fd;
+}
