@@ -16,9 +16,12 @@
 #include <unistd.h>
 
 #include "../common/clock.h"
+#include "cpuslice.h"
 
 #define CLOSER_IDLE_EXIT_NS (10 * NSEC_PER_SEC)
 #define CLOSER_STACK (64 * 1024)
+#define CLOSER_NICE 10
+#define CLOSER_BATCH 64 /* fds of one uid a worker takes per lock */
 
 int closer_init(Closer *c, Accounts *accounts)
 {
@@ -37,23 +40,30 @@ int closer_init(Closer *c, Accounts *accounts)
         return r;
 }
 
-/* Takes the first queued fd whose uid may have another worker; the ring
- * keeps the others in order.  Under the lock. */
-static bool closer_pop(Closer *c, CloserItem *ret)
+/* Takes the first queued fd whose uid may have another worker, and the
+ * ones of the same uid right behind it (at most max, so one lock serves a
+ * connection's teardown; a close that hangs holds up only its own uid's).
+ * The ring keeps the others in order.  Under the lock.  Returns how many. */
+static uint32_t closer_pop(Closer *c, CloserItem *ret, uint32_t max)
 {
         for (uint32_t i = 0; i < c->len; i++) {
                 uint32_t at = (c->head + i) % c->cap;
-                if (c->q[at].acct && c->q[at].acct->closing >= CLOSER_PER_ACCOUNT)
+                Account *acct = c->q[at].acct;
+                if (acct && acct->closing >= CLOSER_PER_ACCOUNT)
                         continue;
-                *ret = c->q[at];
-                /* Close the gap: shift the ones before it up by one. */
+                uint32_t n = 0;
+                while (n < max && i + n < c->len && c->q[(c->head + i + n) % c->cap].acct == acct) {
+                        ret[n] = c->q[(c->head + i + n) % c->cap];
+                        n++;
+                }
+                /* Close the gap: shift the ones before it up by n. */
                 for (uint32_t k = i; k > 0; k--)
-                        c->q[(c->head + k) % c->cap] = c->q[(c->head + k - 1) % c->cap];
-                c->head = (c->head + 1) % c->cap;
-                c->len--;
-                return true;
+                        c->q[(c->head + k - 1 + n) % c->cap] = c->q[(c->head + k - 1) % c->cap];
+                c->head = (c->head + n) % c->cap;
+                c->len -= n;
+                return n;
         }
-        return false;
+        return 0;
 }
 
 static void timespec_at(struct timespec *ts, int64_t ns)
@@ -66,11 +76,20 @@ static void *closer_main(void *arg)
 {
         CloserWorker *w = arg;
         Closer *c = w->closer;
-        CloserItem it;
+        CloserItem it[CLOSER_BATCH];
+        uint32_t n;
+        CpuSlice got;
+
+        /* Closing is never urgent (the fd stays charged to its uid until
+         * it is done): a worker yields its CPU to the loop and to clients.
+         * It inherits the loop thread's long slice and nice value; it gets
+         * the kernel's default slice and nice + 10 (Linux: per thread). */
+        (void)!nice(CLOSER_NICE);
+        (void)cpuslice_set(0, &got);
 
         pthread_mutex_lock(&c->lock);
         for (;;) {
-                while (!closer_pop(c, &it)) {
+                while (!(n = closer_pop(c, it, CLOSER_BATCH))) {
                         if (c->len == 0)
                                 pthread_cond_broadcast(&c->idle);
                         if (c->stop)
@@ -84,23 +103,27 @@ static void *closer_main(void *arg)
                         if (r == ETIMEDOUT && c->len == 0 && w != c->workers[0])
                                 goto out;
                 }
+                Account *acct = it[0].acct;
                 w->busy_since = now_ns();
-                w->acct = it.acct;
-                if (it.acct)
-                        it.acct->closing++;
+                w->acct = acct;
+                if (acct)
+                        acct->closing++;
                 pthread_mutex_unlock(&c->lock);
 
-                close(it.fd);
+                for (uint32_t i = 0; i < n; i++) {
+                        close(it[i].fd);
+                        if (acct) {
+                                atomic_fetch_sub(&acct->closing_fds, 1);
+                                accounts_fds(c->accounts, acct, -1);
+                        }
+                }
 
                 pthread_mutex_lock(&c->lock);
-                if (it.acct) {
-                        it.acct->closing--;
-                        atomic_fetch_sub(&it.acct->closing_fds, 1);
-                        accounts_fds(c->accounts, it.acct, -1);
-                }
+                if (acct)
+                        acct->closing--;
                 w->busy_since = 0;
                 w->acct = NULL;
-                c->closed++;
+                c->closed += n;
         }
 out:
         /* Leave the slot to a later worker; the last one out of a stopping
@@ -186,10 +209,7 @@ void closer_close(Closer *c, int fd, Account *acct)
         c->len++;
         if (acct)
                 atomic_fetch_add(&acct->closing_fds, 1);
-        if (c->n_workers == 0)
-                (void)closer_spawn(c); /* on failure closer_tick tries again */
-        else if (c->n_waiting)
-                pthread_cond_signal(&c->wake);
+        /* The loop wakes a worker once a turn (closer_tick), not per fd. */
         pthread_mutex_unlock(&c->lock);
 }
 
@@ -198,7 +218,11 @@ int64_t closer_tick(Closer *c, int64_t now)
         int64_t next = INT64_MAX;
 
         pthread_mutex_lock(&c->lock);
-        if (c->len > 0 && c->n_waiting == 0) {
+        if (c->len > 0 && c->n_workers == 0)
+                (void)closer_spawn(c); /* on failure, the next tick tries again */
+        if (c->len > 0 && c->n_waiting > 0)
+                pthread_cond_signal(&c->wake);
+        else if (c->len > 0) {
                 if (closer_all_stuck(c, now))
                         (void)closer_spawn(c);
                 /* Look again once the newest busy worker could count as stuck. */
@@ -226,6 +250,7 @@ bool closer_done(Closer *c, int64_t timeout_ns)
         timespec_at(&ts, until);
         while (c->len > 0 && now_ns() < until) {
                 int64_t now = now_ns();
+                pthread_cond_broadcast(&c->wake);
                 if (closer_all_stuck(c, now))
                         (void)closer_spawn(c);
                 struct timespec step;

@@ -8,9 +8,12 @@
  * all of that, so the loop never closes a client's fd itself: it hands the
  * fd to the closer (closer_close, which never blocks) and goes on.
  *
- * Worker threads take fds from a FIFO queue and close them.  One is started
- * with the first fd; another is started (up to CLOSER_MAX_WORKERS) when fds
- * wait and every worker has been inside one close() for CLOSER_STUCK_NS.
+ * Worker threads take fds from a FIFO queue and close them, a run of one
+ * uid's at a time.  The loop queues fds during its turn and wakes a worker
+ * once (closer_tick), not per fd.  One worker is started with the first fd;
+ * another (up to CLOSER_MAX_WORKERS) when fds wait and every worker has
+ * been busy for CLOSER_STUCK_NS.  Workers run at a lower priority than the
+ * loop (nice + 10, the kernel's default slice): closing is never urgent.
  * At most CLOSER_PER_ACCOUNT workers work on one uid's fds at a time, so a
  * uid whose closes hang holds that many threads and its own queued fds,
  * and every other uid's fds still close.  Until an fd is closed it stays
@@ -60,14 +63,16 @@ int closer_init(Closer *c, Accounts *accounts);
 
 /*
  * Consumes fd (a client's, already charged to acct with accounts_fds): it
- * is closed by a worker, and acct uncharged then.  Never blocks on the fd.
- * Should no worker be startable or memory run out, the fd is queued anyway
- * or, as a last resort, closed here.
+ * is closed by a worker once the next closer_tick wakes one, and acct
+ * uncharged then.  Never blocks on the fd.  Should memory run out, the fd
+ * is closed here, as a last resort.
  */
 void closer_close(Closer *c, int fd, Account *acct);
 
-/* Starts a worker if fds wait and every worker is stuck.  Returns when it
- * should be called again (CLOCK_MONOTONIC ns), INT64_MAX: not needed. */
+/* Wakes a worker for the fds queued since the last call, or starts one
+ * when there is none or every one is stuck.  The loop calls it every turn.
+ * Returns when it should be called again (CLOCK_MONOTONIC ns), INT64_MAX:
+ * not needed. */
 int64_t closer_tick(Closer *c, int64_t now);
 
 /* Fds queued and not yet taken by a worker (for status and tests). */
