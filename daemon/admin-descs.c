@@ -3,11 +3,12 @@
  * one turn let one request cost milliseconds (thousands of fds, a statx
  * and a getsockopt or readlink each) while every other client waited.  So
  * a listing is a job of its connection's: each turn it sends one reply of
- * at most DESCS_PAGE entries (`more` set until the last), charged
- * DESCS_ENTRY_COST units of work apiece, and only while the connection's
- * output queue is empty, so a lister that does not read holds one page at
- * most; all listings together describe at most DESCS_TURN entries a turn,
- * taking turns.  The client library gathers the pages into one list, as before.
+ * at most DESCS_PAGE entries (`more` set until the last), charged to the
+ * lister's work budget, and only while its output queue is empty, so a
+ * lister that does not read holds one page at most.  All listings together
+ * get one page a millisecond, taking turns: a listing of 16,384
+ * descriptors takes a quarter of a second, and four listers looping cost
+ * the other clients no more than one.  The client library gathers the pages into one list, as before.
  *
  * While a listing runs, its connection's input is held back (epoll no
  * longer reports it readable), so a client that pipelines listings gets
@@ -41,13 +42,14 @@
 #include "session.h"
 #include "session-internal.h"
 
-#define DESCS_PAGE 16
-/* A statx and one or two getsockopt or a readlink: about 1-2 us. */
-#define DESCS_ENTRY_COST (WORK_BUDGET / DESCS_PAGE)
-/* Entries described per turn by all listings together (one page): what a
- * turn of listing costs every other client, some 10 us once each
- * descriptor's kind is known. */
-#define DESCS_TURN 16
+#define DESCS_PAGE 64
+/* Finding a descriptor's kind (a statx and one or two getsockopt or a
+ * readlink, about 1-2 us) costs this many units of work; describing it
+ * once the kind is known, one. */
+#define DESCS_ENTRY_COST (WORK_BUDGET / 32)
+/* One page every DESCS_INTERVAL_NS for all listings together, taking
+ * turns: some 20-60 us a millisecond at most, however many list. */
+#define DESCS_INTERVAL_NS (1000 * 1000)
 
 /* Whether major number maj is a terminal's (tty, console, ptmx, pts). */
 static bool tty_major(unsigned maj)
@@ -179,22 +181,20 @@ static Session *cursor_session(Session *s)
         return NULL;
 }
 
-/* Sends the next page, of at most `room` entries.  Returns how many it
- * described, and in *ret_done whether the job is over. */
-static size_t descs_step(Session *s, size_t room, bool *ret_done)
+/* Sends the next page.  Returns whether the job is over. */
+static bool descs_step(Session *s)
 {
         DescsJob *j = &s->descs;
         PollCache *c = &s->server->cache;
         int64_t now = now_ns();
-        size_t max = room < DESCS_PAGE ? room : DESCS_PAGE;
+        const size_t max = DESCS_PAGE;
         void **v = admin_alloc_list(s, max, sizeof(Netpoll__V1__DescInfo));
         size_t k = 0;
         Session *o;
 
         if (!v) {
                 s->broken = true;
-                *ret_done = true;
-                return 0;
+                return true;
         }
         while (k < max && (o = cursor_session(s))) {
                 PollSlot *slot;
@@ -208,13 +208,13 @@ static size_t descs_step(Session *s, size_t room, bool *ret_done)
                         j->gen = 0;
                 }
         }
-        *ret_done = !cursor_session(s);
+        bool done = !cursor_session(s);
         session_push(s, &(Outbound){ .kind = OUT_REPLY,
                                      .id = j->req,
-                                     .more = !*ret_done,
+                                     .more = !done,
                                      .descs = (Netpoll__V1__DescInfo **)v,
                                      .n_descs = k });
-        return k;
+        return done;
 }
 
 /* Ends s's listing (already off the server's list). */
@@ -253,45 +253,42 @@ void admin_descs_start(Session *s, const NpRequest *q)
         }
         s->descs = (DescsJob){ .active = true, .req = q->id, .want = want, .admin = admin,
                                .next = srv->listing };
+        if (!srv->listing) /* the first page goes at once */
+                srv->descs_due = 0;
         srv->listing = s;
         /* Its later datagrams wait until the listing is over: their
          * replies keep their order, and it runs one listing at a time. */
         session_update_input(s);
 }
 
-bool admin_descs_continue(Server *srv)
+void admin_descs_continue(Server *srv, int64_t now)
 {
-        size_t room = DESCS_TURN;
-        bool more = false;
         Session *s, **pp;
 
-        /* The first listings of the list go first; each one served moves
-         * to the end, so they take turns when the turn's room runs out. */
-        for (pp = &srv->listing; (s = *pp) && room > 0;) {
-                /* A lister that does not read holds one page at most. */
-                if (s->dead || s->broken || s->queue_len > 0) {
-                        pp = &s->descs.next;
+        if (!srv->listing || now < srv->descs_due)
+                return;
+        /* The first listing that can take a page gets it and goes to the end
+         * of the list, so listers take turns.  A lister that does not read
+         * holds one page at most: it is passed over until it has read. */
+        for (pp = &srv->listing; (s = *pp); pp = &s->descs.next) {
+                if (s->dead || s->broken || s->queue_len > 0)
                         continue;
-                }
-                bool done;
-                room -= descs_step(s, room, &done);
+                bool done = descs_step(s);
                 *pp = s->descs.next;
-                if (done) {
-                        s->descs.next = NULL;
-                        descs_end(s);
-                        continue;
-                }
-                /* To the end of the list. */
-                Session **tail = pp;
-                while (*tail)
-                        tail = &(*tail)->descs.next;
                 s->descs.next = NULL;
-                *tail = s;
-                more = true;
-                if (tail == pp)
-                        break; /* it was the only one left: the turn is done */
+                if (done)
+                        descs_end(s);
+                else {
+                        Session **tail = pp;
+                        while (*tail)
+                                tail = &(*tail)->descs.next;
+                        *tail = s;
+                }
+                srv->descs_due = now + DESCS_INTERVAL_NS;
+                return;
         }
-        return more || (srv->listing && room == 0);
+        /* Every lister is behind on its reading: look again in a while. */
+        srv->descs_due = now + DESCS_INTERVAL_NS;
 }
 
 void admin_descs_forget(Server *srv, const PollSlot *slot)

@@ -25,10 +25,9 @@ void admin_handle(Session *s, const NpRequest *q);
  * in force, so a reload applies at once). */
 bool admin_is_admin(const Session *s);
 
-/* Sends the next page of every descriptor listing under way (once a
- * turn, from the loop).  Returns whether any can go on at once (else the
- * loop may sleep: a blocked lister resumes on EPOLLOUT). */
-bool admin_descs_continue(Server *srv);
+/* Sends the next page of the descriptor listings under way, when one is
+ * due (srv->descs_due; the loop calls it every turn and wakes for it). */
+void admin_descs_continue(Server *srv, int64_t now);
 
 /* Drops the listing of an ending connection. */
 void admin_descs_end(Session *s);

@@ -271,12 +271,37 @@ bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid)
 static void listener_refuse(Server *s, int fd, int error)
 {
         size_t len = codec_encode_error(s->wbuf, error);
+        struct ucred cred = { .uid = (uid_t)-1 };
+        socklen_t clen = sizeof(cred);
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * NP_MAX_FDS_PER_MESSAGE)];
+        } control;
+        struct iovec iov = { .iov_base = s->rbuf, .iov_len = NP_MAX_MESSAGE_BYTES };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                             .msg_controllen = sizeof(control) };
 
+        (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
+        Account *acct = accounts_get(&s->accounts, cred.uid); /* NULL: uncharged */
         (void)!send(fd, s->wbuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         /* Read the hello if it is already there: closing with unread data
-         * makes the kernel reset the connection ahead of our reason. */
-        (void)!recv(fd, s->rbuf, NP_MAX_MESSAGE_BYTES, MSG_DONTWAIT);
-        safe_close(fd);
+         * makes the kernel reset the connection ahead of our reason.  With
+         * its fds, if it brought any: dropped unread, they would be closed
+         * right here, and a client's fd may take long to close. */
+        if (recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) >= 0)
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                                int passed;
+                                memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                server_close_client_fd(s, acct, passed, false);
+                        }
+                }
+        /* Later datagrams may carry fds too: the socket closes off the loop
+         * (the client sees the end at once). */
+        (void)shutdown(fd, SHUT_RDWR);
+        server_close_client_fd(s, acct, fd, false);
 }
 
 /* Decides whether to serve an accepted connection.  0 or a negative errno
@@ -323,7 +348,7 @@ static void listener_add_session(Server *s, int fd)
         }
         r = listener_index_alloc(s, &index);
         if (r < 0) {
-                safe_close(fd);
+                listener_refuse(s, fd, r);
                 return;
         }
         r = session_new(s, fd, index, &sess);

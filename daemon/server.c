@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,7 +164,7 @@ void server_close_client_fd(Server *s, Account *acct, int fd, bool charged)
 {
         if (fd < 0)
                 return;
-        if (!charged)
+        if (!charged && acct)
                 accounts_fds(&s->accounts, acct, 1);
         closer_close(&s->closer, fd, acct);
 }
@@ -395,6 +396,14 @@ static int64_t server_sweep_handshakes(Server *s, int64_t now)
                 if (!sess || sess->greeted)
                         continue;
                 int64_t due = sess->connected_ns + timeout;
+                /* A hello that came in time but waits unread (the loop was
+                 * held up) is read first: look again next turn. */
+                struct pollfd p = { .fd = sess->fd, .events = POLLIN };
+                if (due <= now && poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+                        if (now + NSEC_PER_MSEC < next)
+                                next = now + NSEC_PER_MSEC;
+                        continue;
+                }
                 if (due <= now) {
                         log_notice("client %" PRIu64 " (pid %d, %s): no hello within the "
                                    "handshake timeout; dropping it",
@@ -426,6 +435,8 @@ static int server_housekeeping(Server *s)
         int64_t c = closer_tick(&s->closer, now);
         if (c < next)
                 next = c;
+        if (s->listing && s->descs_due < next)
+                next = s->descs_due;
         /* The closer runs on its own threads: look again shortly. */
         if (session_quota_release(s) && now + HELD_RECHECK_NS < next)
                 next = now + HELD_RECHECK_NS;
@@ -439,7 +450,6 @@ int server_run(Server *s)
 {
         struct epoll_event evs[MAX_EVENTS];
         char status[128];
-        bool more = false; /* listings can go on at once */
         int r;
 
         server_status_line(s, status, sizeof(status));
@@ -454,7 +464,7 @@ int server_run(Server *s)
                  * still draining make the wait not block, but must not stop
                  * the watchdog or the handshake timeout. */
                 int timeout = server_housekeeping(s);
-                if (s->dead || more)
+                if (s->dead)
                         timeout = 0;
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
@@ -465,7 +475,7 @@ int server_run(Server *s)
                 }
                 for (int i = 0; i < n; i++)
                         server_dispatch(s, &evs[i]);
-                more = admin_descs_continue(s);
+                admin_descs_continue(s, now_ns());
                 server_expire(s);
                 server_flush(s);
                 server_reap(s, false);

@@ -68,6 +68,7 @@ typedef struct Server {
         Session *dirty;  /* sessions with replies to flush this turn */
         Session *dead;   /* ended sessions: their fds are closed in batches, then freed */
         Session *listing; /* sessions with an OP_LIST_DESCS under way */
+        int64_t descs_due; /* when the next page of them may go */
         Session *held;    /* sessions whose input waits for their uid's closes */
 
         Accounts accounts; /* per uid: connections, fds, queued output */
@@ -140,8 +141,11 @@ const Netpoll__V1__Status *server_status(Server *s);
  * configuration (at start and on every reload). */
 void server_apply_limits(Server *s);
 
-/* Consumes fd, a client's: hands it to the closer, charged to acct until
- * closed.  charged: already counted in acct (a registered descriptor's). */
+/* Consumes fd, a client's or a connection to one: hands it to the closer,
+ * charged to acct (NULL: none) until closed.  charged: already counted in
+ * acct (a registered descriptor's, a connection's socket).  A connection's
+ * socket goes this way too: closing it drops the datagrams it still holds,
+ * and with them the fds they carry, which may take long to close. */
 void server_close_client_fd(Server *s, Account *acct, int fd, bool charged);
 
 /* Schedules sess to be flushed at the end of this loop turn. */

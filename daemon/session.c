@@ -101,7 +101,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         int r;
 
         if (!s) {
-                safe_close(fd);
+                server_close_client_fd(server, NULL, fd, false);
                 return -ENOMEM;
         }
         s->server = server;
@@ -115,7 +115,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->acct = accounts_get(&server->accounts, s->uid);
         r = s->acct ? poller_add(&server->poller, fd, EPOLLIN, session_token(s)) : -ENOMEM;
         if (r < 0) {
-                safe_close(fd);
+                server_close_client_fd(server, s->acct, fd, false);
                 free(s);
                 return r;
         }
@@ -465,8 +465,12 @@ void session_close(Session *s, const char *why)
                 s->draining++;
         }
         poller_del(&srv->poller, s->fd);
-        s->fd = safe_close(s->fd); /* ours, AF_UNIX: its close never blocks */
-        accounts_fds(&srv->accounts, s->acct, -1);
+        /* Datagrams it did not read may carry fds: the closer closes it,
+         * perhaps behind other closes of its uid; the client sees the end
+         * at once. */
+        (void)shutdown(s->fd, SHUT_RDWR);
+        server_close_client_fd(srv, s->acct, s->fd, true);
+        s->fd = -1;
         s->acct->connections--;
         poller_group_detach(&srv->poller, s->group_fd); /* closed once drained */
         s->n_out = 0;

@@ -412,7 +412,9 @@ static void assert_serves(const TestDaemon *d)
 }
 
 /* The daemon's fd count with no client connected: measured while only our
- * status connection is there (so the count is not racing a close). */
+ * status connection is there, and the same a moment later (the daemon
+ * closes what clients leave behind on its closer threads, so the count
+ * must not be racing such a close). */
 static int daemon_baseline(const TestDaemon *d)
 {
         for (int i = 0; i < 1000; i++) {
@@ -431,9 +433,11 @@ static int daemon_baseline(const TestDaemon *d)
                         netpoll__v1__server_message__free_unpacked(m, NULL);
                 }
                 int n = fd_count_of(d->pid);
+                usleep(20000);
+                int again = fd_count_of(d->pid);
                 close(fd);
                 ck_assert_int_gt(n, 0);
-                if (connections == 1)
+                if (connections == 1 && n == again)
                         return n - 1;
                 usleep(10000);
         }
@@ -1126,6 +1130,186 @@ START_TEST(test_daemon_client_text_is_escaped_in_logs_and_lists)
         close(fd);
         np_disconnect(mon);
         test_daemon_stop(&d);
+}
+END_TEST
+
+/* The state letter of /proc/PID/stat ('T': stopped), or 0. */
+static char proc_state(pid_t pid)
+{
+        char path[64], buf[512];
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Receives one datagram on sock (at most IO_TIMEOUT_MS) carrying exactly
+ * one fd as SCM_RIGHTS: that fd, or -1. */
+static int recv_passed_fd(int sock)
+{
+        char byte;
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1,
+                .msg_control = &control, .msg_controllen = sizeof(control),
+        };
+        struct pollfd pfd = { .fd = sock, .events = POLLIN };
+        int fd;
+
+        if (poll(&pfd, 1, IO_TIMEOUT_MS) != 1 || recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1)
+                return -1;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len != CMSG_LEN(sizeof(int)))
+                return -1;
+        memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+        return fd;
+}
+
+/* Makes `want` the pid the next fork in this pid namespace gets, unless
+ * another fork comes first: 0, or -errno from writing ns_last_pid. */
+static int set_next_pid(pid_t want)
+{
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "%d", (int)want - 1);
+        int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        ssize_t k = write(fd, buf, (size_t)len);
+        int r = k == len ? 0 : k < 0 ? -errno : -EIO;
+        close(fd);
+        return r;
+}
+
+/*
+ * A client is named by the command of the process that connected, never by
+ * another process's that got its pid since.  With the daemon stopped, child
+ * A ("victim-a") connects (the connection waits in the listen backlog),
+ * hands the connection to us and exits; child B ("impostor") is forked onto
+ * A's pid through ns_last_pid.  When the daemon accepts, /proc/A's pid/comm
+ * says "impostor", but A's pidfd (SO_PEERPIDFD) shows the connecting
+ * process gone: the name is "?".  Needs root (ns_last_pid); skipped when
+ * ns_last_pid cannot be written or the pid could not be reused in 20 tries.
+ */
+START_TEST(test_daemon_client_name_survives_pid_reuse)
+{
+        TestDaemon d;
+        int sv[2], ready[2], status;
+        np_client *mon;
+        np_client_info *ci;
+        size_t n;
+
+        test_daemon_start(&d, NULL, 0, false);
+        ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+        for (int i = 0; i < 1000 && proc_state(d.pid) != 'T'; i++)
+                usleep(10000);
+        ck_assert_int_eq(proc_state(d.pid), 'T');
+
+        /* A connects, passes the connection over and is reaped. */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        pid_t a = fork();
+        ck_assert_int_ge(a, 0);
+        if (a == 0) {
+                prctl(PR_SET_NAME, "victim-a", 0, 0, 0);
+                int fd = test_raw_connect(d.sock);
+                _exit(fd >= 0 && test_send_fds(sv[1], "c", 1, &fd, 1, 0) == 0 ? 0 : 1);
+        }
+        close(sv[1]);
+        int conn = recv_passed_fd(sv[0]);
+        close(sv[0]);
+        ck_assert_int_eq(waitpid(a, &status, 0), a);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child A: status 0x%x",
+                      status);
+        ck_assert_int_ge(conn, 0);
+
+        /* B takes A's pid (another fork may come between; then again). */
+        pid_t b = -1;
+        int err = 0, tries = 0;
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        for (; tries < 20 && b != a; tries++) {
+                if (b > 0) {
+                        kill(b, SIGKILL);
+                        ck_assert_int_eq(waitpid(b, NULL, 0), b);
+                        b = -1;
+                }
+                err = set_next_pid(a);
+                if (err < 0)
+                        break;
+                b = fork();
+                ck_assert_int_ge(b, 0);
+                if (b == 0) {
+                        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+                        prctl(PR_SET_NAME, "impostor", 0, 0, 0);
+                        (void)!write(ready[1], "r", 1);
+                        close_range(3, ~0U, 0);
+                        for (;;)
+                                pause();
+                }
+                char c;
+                ck_assert_int_eq(read(ready[0], &c, 1), 1); /* named by now */
+        }
+        close(ready[0]);
+        close(ready[1]);
+        if (b != a) {
+                if (b > 0) {
+                        kill(b, SIGKILL);
+                        ck_assert_int_eq(waitpid(b, NULL, 0), b);
+                }
+                close(conn);
+                kill(d.pid, SIGCONT);
+                test_daemon_stop(&d);
+                ck_assert_msg(err == 0 || err == -EPERM || err == -EROFS || err == -EACCES ||
+                                      err == -ENOENT,
+                              "writing ns_last_pid: %s", strerror(-err));
+                fprintf(stderr, "SKIP test_daemon_client_name_survives_pid_reuse: %s\n",
+                        err < 0 ? "cannot write /proc/sys/kernel/ns_last_pid"
+                                : "pid not reused in 20 tries");
+                return;
+        }
+
+        /* The daemon now accepts A's connection, B alive on A's pid. */
+        ck_assert_int_eq(raw_send_hello(conn, 1, NULL, 0), 0);
+        ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+        Netpoll__V1__ServerMessage *m;
+        ck_assert_int_eq(raw_recv(conn, IO_TIMEOUT_MS, &m), 1);
+        ck_assert_ptr_nonnull(m->welcome);
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+
+        ck_assert_int_eq(np_connect(d.sock, &mon), 0);
+        ck_assert_int_eq(np_list_clients(mon, &ci, &n), 0);
+        char comm[sizeof(ci->comm)] = "";
+        int seen = 0;
+        for (size_t i = 0; i < n; i++)
+                if ((pid_t)ci[i].pid == a) {
+                        memcpy(comm, ci[i].comm, sizeof(comm));
+                        comm[sizeof(comm) - 1] = '\0';
+                        seen++;
+                }
+        free(ci);
+        kill(b, SIGKILL);
+        ck_assert_int_eq(waitpid(b, NULL, 0), b);
+        np_disconnect(mon);
+        close(conn);
+        test_daemon_stop(&d);
+
+        ck_assert_int_eq(seen, 1);
+        ck_assert_msg(strcmp(comm, "?") == 0,
+                      "the client of pid %d (reaped; pid reused by \"impostor\" after %d "
+                      "tries) is named \"%s\", want \"?\"",
+                      (int)a, tries, comm);
 }
 END_TEST
 
@@ -2082,6 +2266,7 @@ Suite *suite_daemon(void)
         tcase_add_test(tc, test_daemon_socket_dir_others_can_write_is_refused);
         tcase_add_test(tc, test_daemon_client_text_is_escaped_in_logs_and_lists);
         tcase_add_test(tc, test_daemon_reload_drops_connections_no_longer_allowed);
+        tcase_add_test(tc, test_daemon_client_name_survives_pid_reuse);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("pollctl");

@@ -67,28 +67,6 @@ static void *latency_waiter(void *arg)
         }
 }
 
-/* Waits until the daemon's process state is s ('T' stopped, or anything
- * else for running), at most 2 s. */
-static bool await_state(pid_t pid, bool stopped)
-{
-        char path[64], buf[512];
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        for (int i = 0; i < 2000; i++) {
-                FILE *f = fopen(path, "re");
-                if (!f)
-                        return false;
-                size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-                fclose(f);
-                buf[n] = '\0';
-                char *p = strrchr(buf, ')');
-                if (p && p[1] == ' ' && (p[2] == 'T') == stopped)
-                        return true;
-                fault_sleep_ms(1);
-        }
-        return false;
-}
-
 /* Waits until the daemon counts `want` waiters (parked waits), at most 5 s. */
 static bool await_waiters(np_client *mon, uint64_t want)
 {
@@ -191,7 +169,7 @@ int main(int argc, char **argv)
                         fault_say("trial %d: the waits did not park", i);
                         break;
                 }
-                if (kill(dm.pid, SIGSTOP) < 0 || !await_state(dm.pid, true))
+                if (kill(dm.pid, SIGSTOP) < 0 || !fault_await_stopped(dm.pid, true))
                         fault_die("cannot stop the daemon: %s", strerror(errno));
                 if (backlog)
                         for (int j = 0; j < k; j++)

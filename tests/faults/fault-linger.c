@@ -14,10 +14,15 @@
  *   (c) np_open among ordinary descriptors, the client closes its copy and
  *       disconnects: the daemon closes it while reaping the connection, and
  *       another connection's pings over the next 100 ms must each come
- *       back within 500 ms.
+ *       back within 500 ms;
+ *   (d) it rides on a datagram the daemon never reads: the one before it
+ *       is a protocol error, and closing the connection's socket releases
+ *       the fds of what was still queued on it (found by fault-mix: the
+ *       loop used to close connection sockets itself); the connection
+ *       must be dropped within 500 ms.
  * The control window of each makes exactly the same requests with the same
  * kind of socket, stuck with unsent bytes too, but without SO_LINGER (its
- * close never waits).  Rounds go (a), (b), (c), (a), ...
+ * close never waits).  Rounds go (a), (b), (c), (d), (a), ...
  *
  * A victim pings every 3 ms throughout, and the daemon runs under a fake
  * service manager with WATCHDOG_USEC = 2 s; the A/B verdict (probe.h)
@@ -33,6 +38,7 @@
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +61,13 @@
 #define MAX_PEERS 64
 #define MAX_FILLERS 256
 
-enum { VAR_CLOSE, VAR_HELLO, VAR_REAP, N_VARIANTS };
+enum { VAR_CLOSE, VAR_HELLO, VAR_REAP, VAR_UNREAD, N_VARIANTS };
 
 static const char *const variant_names[N_VARIANTS] = {
         "(a) np_close",
         "(b) fds on the hello",
         "(c) reaped on disconnect",
+        "(d) on a datagram never read",
 };
 
 typedef struct Linger {
@@ -81,6 +88,7 @@ typedef struct Linger {
         int errors[N_VARIANTS][2];
         int first_error[N_VARIANTS][2];
         int64_t min_unsent;
+        uint64_t protocol_errors; /* the ones (b) and (d) make */
 } Linger;
 
 static void note_error(Linger *l, int v, bool attack, int r)
@@ -186,6 +194,28 @@ static void run_close(Linger *l, bool attack)
                 note_error(l, VAR_CLOSE, attack, r);
 }
 
+/* Times how long the daemon takes to drop connection sock (closes it). */
+static void await_drop(Linger *l, int v, bool attack, int sock)
+{
+        int64_t t0 = test_now(), give_up = t0 + HUP_WAIT_MS * NSEC_PER_MSEC_F;
+        int r = -ETIMEDOUT;
+
+        /* Anything it says before it closes (an error) is skipped. */
+        for (int i = 0; i < 100 && test_now() < give_up; i++) {
+                Netpoll__V1__ServerMessage *msg;
+                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
+                r = raw_recv(sock, left > 0 ? (int)left : 0, &msg);
+                if (r != 1)
+                        break;
+                netpoll__v1__server_message__free_unpacked(msg, NULL);
+                r = -ETIMEDOUT;
+        }
+        note_latency(l, v, attack, test_now() - t0);
+        if (r != 0) /* 0: closed */
+                note_error(l, v, attack, r < 0 ? r : -EPROTO);
+        close(sock);
+}
+
 /* (b) The daemon closes it as an fd on the hello, and drops the
  * connection. */
 static void run_hello(Linger *l, bool attack)
@@ -210,22 +240,36 @@ static void run_hello(Linger *l, bool attack)
                 return;
         }
         l->last_linger = test_now();
-        int64_t t0 = test_now(), give_up = t0 + HUP_WAIT_MS * NSEC_PER_MSEC_F;
-        /* Anything it says before it closes (an error) is skipped. */
-        r = -ETIMEDOUT;
-        for (int i = 0; i < 100 && test_now() < give_up; i++) {
-                Netpoll__V1__ServerMessage *msg;
-                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
-                r = raw_recv(sock, left > 0 ? (int)left : 0, &msg);
-                if (r != 1)
-                        break;
-                netpoll__v1__server_message__free_unpacked(msg, NULL);
-                r = -ETIMEDOUT;
+        l->protocol_errors++;
+        await_drop(l, VAR_HELLO, attack, sock);
+}
+
+/* (d) A datagram the daemon never reads carries it: the one before it is a
+ * protocol error (an unknown field), so the daemon drops the connection,
+ * and closing its socket releases the fds of what was still queued. */
+static void run_unread(Linger *l, bool attack)
+{
+        static const uint8_t junk[] = { 0x78, 0x00 }; /* field 15: not in the protocol */
+        int fd = stuck_socket(l, attack);
+        int sock = raw_greeted(l->dm->sock);
+        Netpoll__V1__Request q = raw_request(1, NETPOLL__V1__OP__OP_OPEN, 0, 0, 0);
+        Netpoll__V1__Request *qs[1] = { &q };
+        /* Both queued before the daemon reads either: it is stopped. */
+        if (kill(l->dm->pid, SIGSTOP) < 0 || !fault_await_stopped(l->dm->pid, true))
+                fault_die("cannot stop the daemon");
+        int r = raw_send(sock, junk, sizeof(junk), NULL, 0);
+        if (r == 0)
+                r = raw_send_requests(sock, qs, 1, &fd, 1);
+        close(fd);
+        kill(l->dm->pid, SIGCONT);
+        if (r < 0) {
+                note_error(l, VAR_UNREAD, attack, r);
+                close(sock);
+                return;
         }
-        note_latency(l, VAR_HELLO, attack, test_now() - t0);
-        if (r != 0) /* 0: closed */
-                note_error(l, VAR_HELLO, attack, r < 0 ? r : -EPROTO);
-        close(sock);
+        l->last_linger = test_now();
+        l->protocol_errors++;
+        await_drop(l, VAR_UNREAD, attack, sock);
 }
 
 /* (c) The daemon closes it while reaping a connection that ended with it
@@ -298,8 +342,11 @@ static void window(void *arg, bool attack, int round)
         case VAR_HELLO:
                 run_hello(l, attack);
                 break;
-        default:
+        case VAR_REAP:
                 run_reap(l, attack);
+                break;
+        default:
+                run_unread(l, attack);
                 break;
         }
         int64_t left = (end - test_now()) / NSEC_PER_MSEC_F;
@@ -370,9 +417,9 @@ int main(int argc, char **argv)
 
         fault_say("every stuck socket had at least %lld unsent bytes", (long long)l.min_unsent);
         for (int v = 0; v < N_VARIANTS; v++) {
-                const char *what = v == VAR_CLOSE   ? "np_close took"
-                                   : v == VAR_HELLO ? "the connection was dropped after"
-                                                    : "the worker's pings took at most";
+                const char *what = v == VAR_CLOSE  ? "np_close took"
+                                   : v == VAR_REAP ? "the worker's pings took at most"
+                                                   : "the connection was dropped after";
                 fault_say("%s: %s %.1f ms with SO_LINGER (%d runs), %.1f ms without (%d runs); "
                           "%d and %d failed",
                           variant_names[v], what, (double)l.worst[v][1] / 1e6, l.runs[v][1],
@@ -393,11 +440,12 @@ int main(int argc, char **argv)
                     (double)att.max / 1e6, (double)VICTIM_MAX_BOUND_NS / 1e6);
         fault_ab_verdict(&ab, victim, notify, WATCHDOG_USEC, "linger");
 
-        /* Fds on the hello are a protocol error, in both windows of (b). */
+        /* Fds on the hello, and an unknown field, are protocol errors, in
+         * both windows of (b) and (d). */
         fault_must(np_status(mon, &st), "np_status");
-        uint64_t want = 2 * (uint64_t)((rounds + N_VARIANTS - 1 - VAR_HELLO) / N_VARIANTS);
+        uint64_t want = l.protocol_errors;
         fault_check(st.protocol_errors - base_errors == want,
-                    "%llu protocol errors, want %llu (the hellos with an fd)",
+                    "%llu protocol errors, want %llu (the hellos with an fd, the unknown fields)",
                     (unsigned long long)(st.protocol_errors - base_errors),
                     (unsigned long long)want);
 

@@ -9,7 +9,7 @@
 # (NETPOLLD_BIN names the daemon; default ./build/netpolld).
 
 FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm \
-                 linger drain fdquota outmem listdescs junk dupfile
+                 linger drain fdquota outmem listdescs junk dupfile mix
 FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)

@@ -374,6 +374,27 @@ char *fault_daemon_log(const FaultDaemon *d)
 
 /* ---- /proc ---- */
 
+bool fault_await_stopped(pid_t pid, bool stopped)
+{
+        char path[64], buf[512];
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        for (int i = 0; i < 2000; i++) {
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        return false;
+                size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+                fclose(f);
+                buf[n] = '\0';
+                char *p = strrchr(buf, ')');
+                if (p && p[1] == ' ' && (p[2] == 'T') == stopped)
+                        return true;
+                fault_sleep_ms(1);
+        }
+        return false;
+}
+
+
 /* ---- statistics ---- */
 
 static int cmp_i64(const void *a, const void *b)

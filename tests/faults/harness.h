@@ -89,6 +89,10 @@ char *fault_daemon_log(const FaultDaemon *d);
 
 /* ---- /proc figures ---- */
 
+/* Waits (at most 2 s) until process pid is stopped ('T' in /proc/PID/stat),
+ * or, with stopped false, until it is not.  Returns whether it got there. */
+bool fault_await_stopped(pid_t pid, bool stopped);
+
 /* fd_count_of (testlib.h) gives a process's open fds. */
 
 /* test_cpu_ns and test_proc_status_kib (testlib.h) read a process's CPU
