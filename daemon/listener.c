@@ -24,6 +24,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "token.h"
 
 static int errf(char *err, size_t errlen, int r, const char *fmt, const char *a)
 {
@@ -366,6 +367,34 @@ static void listener_add_session(Server *s, int fd)
                 admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
 }
 
+/* Out of fds with no reserve to spend: stop polling the listener (a
+ * pending connection would keep it readable, and the loop spinning) until
+ * listener_resume finds an fd again. */
+static void listener_pause(Server *s)
+{
+        if (s->listen_paused)
+                return;
+        if (poller_mod(&s->poller, s->listen_fd, 0, token_make(TOKEN_LISTENER, 0, 0)) == 0) {
+                s->listen_paused = true;
+                log_warning("out of file descriptors: not accepting until some are closed");
+        }
+}
+
+int64_t listener_resume(Server *s, int64_t now)
+{
+        if (!s->listen_paused)
+                return INT64_MAX;
+        if (s->reserve_fd < 0)
+                s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (s->reserve_fd < 0)
+                return now + LISTENER_RETRY_NS;
+        if (poller_mod(&s->poller, s->listen_fd, EPOLLIN, token_make(TOKEN_LISTENER, 0, 0)) < 0)
+                return now + LISTENER_RETRY_NS;
+        s->listen_paused = false;
+        log_notice("accepting connections again");
+        return INT64_MAX;
+}
+
 void listener_accept(Server *s)
 {
         for (int i = 0; i < 64; i++) {
@@ -379,7 +408,9 @@ void listener_accept(Server *s)
                 if ((errno == EMFILE || errno == ENFILE) && s->reserve_fd >= 0) {
                         /* Out of fds: the pending connection would keep the
                          * listener readable forever.  Spend the reserve fd to
-                         * accept it and close it at once, then re-reserve. */
+                         * accept it and refuse it, then re-reserve (which
+                         * waits for the closer when the refused one was the
+                         * last fd: the listener pauses meanwhile). */
                         log_warning("out of file descriptors: refusing a connection");
                         s->reserve_fd = safe_close(s->reserve_fd);
                         fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -387,6 +418,10 @@ void listener_accept(Server *s)
                                 listener_refuse(s, fd, -EMFILE);
                         s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                         continue;
+                }
+                if (errno == EMFILE || errno == ENFILE) {
+                        listener_pause(s);
+                        return;
                 }
                 log_warning("accept: %s", strerror(errno));
                 return;

@@ -35,3 +35,9 @@ bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, co
  * or supplementary gid.  Checked on accept and, on reload, again for every
  * connection already open. */
 bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid);
+
+/* Polls the listener again after it was paused for want of fds, once an
+ * fd can be reserved again.  The loop calls it every turn; returns when to
+ * try again (INT64_MAX: not paused). */
+#define LISTENER_RETRY_NS (10 * 1000 * 1000)
+int64_t listener_resume(Server *s, int64_t now);

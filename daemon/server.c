@@ -435,6 +435,9 @@ static int server_housekeeping(Server *s)
         int64_t c = closer_tick(&s->closer, now);
         if (c < next)
                 next = c;
+        int64_t l = listener_resume(s, now);
+        if (l < next)
+                next = l;
         if (s->listing && s->descs_due < next)
                 next = s->descs_due;
         /* The closer runs on its own threads: look again shortly. */

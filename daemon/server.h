@@ -57,6 +57,7 @@ typedef struct Server {
         dev_t sock_dev;    /* the socket file we created, to unlink only ours */
         ino_t sock_ino;
         int reserve_fd;    /* spare fd for accepting under EMFILE */
+        bool listen_paused; /* out of fds: the listener is not polled (listener_resume) */
         int signal_fd;
 
         Session **sessions; /* indexed by token index */

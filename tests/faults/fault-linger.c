@@ -314,22 +314,6 @@ static void run_reap(Linger *l, bool attack)
         note_latency(l, VAR_REAP, attack, worst);
 }
 
-/* fault_settle, until two readings 50 ms apart agree: a daemon that closes
- * fds off its loop may still hold the one the worker closed last. */
-static int settle_twice(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st)
-{
-        int n = fault_settle(mon, pid, conns, st);
-
-        for (int i = 0; i < 20; i++) {
-                fault_sleep_ms(50);
-                int again = fault_settle(mon, pid, conns, st);
-                if (again == n)
-                        break;
-                n = again;
-        }
-        return n;
-}
-
 static void window(void *arg, bool attack, int round)
 {
         Linger *l = arg;
@@ -402,7 +386,7 @@ int main(int argc, char **argv)
                 close(efd);
         }
         victim = victim_start(dm.sock, VICTIM_INTERVAL_US);
-        int base_fds = settle_twice(mon, dm.pid, 3, &st);
+        int base_fds = fault_settle(mon, dm.pid, 3, &st);
         uint64_t base_errors = st.protocol_errors;
 
         int rounds = fault_quick ? N_VARIANTS : 2 * N_VARIANTS;

@@ -456,10 +456,16 @@ int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st
                         fault_die("np_status: %s", strerror(-r));
                 if (st->connections == conns && st->descriptors == 0 && st->waiters == 0 &&
                     st->timers == 0) {
-                        /* Once more, so /proc and the status agree. */
+                        /* Once more, so /proc and the status agree, and
+                         * again a moment later: the daemon closes what
+                         * clients leave behind on its closer threads, so
+                         * the count must not be racing such a close. */
                         int n = fd_count_of(pid);
-                        if (np_status(mon, st) == 0 && (int)st->open_fds == n)
-                                return n;
+                        if (np_status(mon, st) == 0 && (int)st->open_fds == n) {
+                                fault_sleep_ms(30);
+                                if (fd_count_of(pid) == n)
+                                        return n;
+                        }
                 }
                 if (test_now() > give_up)
                         fault_die("the daemon did not settle: %llu connections, %llu "

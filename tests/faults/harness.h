@@ -118,8 +118,9 @@ bool fault_await_baseline(np_client *mon, pid_t pid, uint64_t conns, int fds, in
                           struct np_status *st, int *ret_fds);
 
 /* Waits (at most 5 s) until the daemon serves exactly `conns` connections
- * with no descriptors, then returns its open fd count (the baseline), with
- * the status in *st.  Dies if it does not settle. */
+ * with no descriptors and its fd count holds still for 30 ms, then returns
+ * that count (the baseline), with the status in *st.  Dies if it does not
+ * settle. */
 int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st);
 
 /* ---- a client of another uid ---- */
