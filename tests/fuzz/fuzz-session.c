@@ -281,7 +281,7 @@ static void fzs_poll(void)
         srv->ops.now = now_ns();
         for (int i = 0; i < n; i++)
                 server_dispatch(srv, &evs[i]);
-        (void)admin_descs_continue(srv);
+        admin_descs_continue(srv, srv->descs_due); /* a page whenever asked */
 }
 
 static void fzs_hello(Session *s)
