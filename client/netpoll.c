@@ -84,6 +84,24 @@ static bool desc_known(np_client *c, np_desc d)
         return known;
 }
 
+/*
+ * Deadlines travel as absolute CLOCK_MONOTONIC times, so the library must
+ * know the daemon's clock.  Decided by causality, never by a threshold:
+ * the daemon stamped its welcome after our hello left (at `sent`) and
+ * before we read it (at `read`), so on one clock sent <= stamp <= read
+ * however long either side was held up in between, and the offset is 0.
+ * A daemon in another time namespace breaks that; its clock is then ours
+ * plus something in [stamp - read, stamp - sent], and the upper end is
+ * taken, so that a deadline is late by at most the handshake's round
+ * trip, never early.
+ */
+static int64_t clock_offset(int64_t sent, int64_t stamp, int64_t read)
+{
+        if (sent <= stamp && stamp <= read)
+                return 0;
+        return stamp - sent;
+}
+
 static int handshake(np_client *c)
 {
         Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
@@ -95,6 +113,7 @@ static int handshake(np_client *c)
         h.version = WIRE_PROTOCOL_VERSION;
         h.name = program_invocation_short_name;
         m.hello = &h;
+        int64_t sent = now_ns();
         r = wire_send(c->sock, &m, -1);
         if (r < 0) {
                 /* A daemon that refuses us says why before closing. */
@@ -123,12 +142,7 @@ static int handshake(np_client *c)
         if (!w->welcome || w->welcome->version != WIRE_PROTOCOL_VERSION)
                 return -EPROTO;
         c->connection_id = w->welcome->connection_id;
-        /* Deadlines travel as absolute CLOCK_MONOTONIC times.  On one host
-         * both clocks are the same one and the difference seen here is
-         * only the welcome's transit; a daemon in another time namespace
-         * shows an offset far beyond that, which is then applied. */
-        int64_t offset = w->welcome->monotonic_ns - now_ns();
-        c->clock_offset = offset > -NSEC_PER_SEC && offset < NSEC_PER_SEC ? 0 : offset;
+        c->clock_offset = clock_offset(sent, w->welcome->monotonic_ns, now_ns());
         return 0;
 }
 

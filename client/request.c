@@ -25,9 +25,22 @@ static void pending_remove(np_client *c, Pending *p)
                 }
 }
 
+static void mark_dead(np_client *c)
+{
+        pthread_mutex_lock(&c->lock);
+        c->dead = true;
+        pthread_mutex_unlock(&c->lock);
+}
+
 /*
  * Sends the pipelined batch followed by q (NULL: the batch alone) in one
  * datagram, with fd attached for q when >= 0.  Called with send_lock held.
+ *
+ * The batch is never lost without a word: when a datagram that carries an
+ * fd fails, the fd may be what the kernel refused (an io_uring fd cannot
+ * be passed: -EINVAL), so the batch is sent again alone and only q fails;
+ * any other failure leaves the connection dead, and every later call says
+ * so (-ECONNRESET).
  */
 static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
 {
@@ -47,12 +60,21 @@ static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
         m.requests = qs;
         m.n_requests = n;
         r = wire_send(c->sock, &m, fd);
-        c->n_batch = 0;
-        if (r == -ECONNRESET) {
-                pthread_mutex_lock(&c->lock);
-                c->dead = true;
-                pthread_mutex_unlock(&c->lock);
+        if (r < 0 && fd >= 0 && r != -ECONNRESET) {
+                int rb = 0;
+                if (c->n_batch > 0) {
+                        m.n_requests = c->n_batch;
+                        rb = wire_send(c->sock, &m, -1);
+                }
+                if (rb == 0) {
+                        c->n_batch = 0;
+                        return r; /* q alone failed, for its fd */
+                }
+                r = rb;
         }
+        c->n_batch = 0;
+        if (r < 0)
+                mark_dead(c);
         return r;
 }
 
@@ -68,6 +90,11 @@ int request_send_quiet(np_client *c, const Netpoll__V1__Request *q)
 {
         int r = 0;
 
+        pthread_mutex_lock(&c->lock);
+        bool dead = c->dead;
+        pthread_mutex_unlock(&c->lock);
+        if (dead)
+                return -ECONNRESET;
         pthread_mutex_lock(&c->send_lock);
         c->batch[c->n_batch] = *q;
         c->batch[c->n_batch].quiet = true;
@@ -99,10 +126,7 @@ int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
         pthread_mutex_unlock(&c->send_lock);
 
         pthread_mutex_lock(&c->lock);
-        if (r < 0) {
-                if (r == -ECONNRESET)
-                        c->dead = true;
-        } else {
+        if (r >= 0) {
                 while (!p->done && !c->dead) {
                         if (!c->reading)
                                 reader_turn(c, -1, true, p, NULL);

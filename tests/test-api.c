@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1561,6 +1562,93 @@ START_TEST(test_api_deadline_zero_means_none)
 }
 END_TEST
 
+/*
+ * A pipelined deadline is not lost when the next request's fd cannot be
+ * sent: the kernel refuses to pass an io_uring fd (sendmsg -EINVAL), and
+ * the library used to drop the batch that datagram carried with it.  Now
+ * the batch goes again alone and only the open fails.
+ */
+START_TEST(test_api_pipelined_deadline_survives_an_unsendable_fd)
+{
+        struct io_uring_params params = { 0 };
+        TestDaemon d;
+        np_client *c = start(&d);
+        int p[2];
+
+        int ring = (int)syscall(SYS_io_uring_setup, 2, &params);
+        if (ring < 0) {
+                fprintf(stderr, "SKIP %s: io_uring_setup: %s\n", __func__, strerror(errno));
+                finish(&d, c);
+                return;
+        }
+        mkpipe(p);
+        np_desc d1 = open_ok(c, p[0], 1);
+        ck_assert_int_eq(np_set_deadline(c, d1, 10 * SEC, NP_READ), 0); /* pipelined */
+        np_desc d2;
+        int r = np_open(c, ring, 2, &d2);
+        ck_assert_msg(r < 0, "an io_uring fd was passed and registered (%d)", r);
+        struct np_session_stats st = stats(c);
+        ck_assert_uint_eq(st.descriptors, 1);
+        ck_assert_uint_eq(st.timers, 1); /* the deadline arrived */
+        ck_assert_int_eq(np_ping(c), 0);
+        close(ring);
+        close_desc(c, d1);
+        close2(p);
+        finish(&d, c);
+}
+END_TEST
+
+/*
+ * The handshake's clock comparison is decided by causality: a client held
+ * up between the daemon's stamp on the welcome and its own reading of the
+ * clock (here stopped for 1.5 s) is on the same clock all the same.  The
+ * library used to take any difference over 1 s as an offset between
+ * clocks, making every deadline of that connection early by the stall.
+ */
+START_TEST(test_api_stalled_handshake_keeps_deadlines_on_time)
+{
+        TestDaemon d;
+        int report[2];
+
+        test_daemon_start(&d, NULL, 0, false);
+        ck_assert_int_eq(pipe2(report, O_CLOEXEC), 0);
+        /* The daemon is stopped while the client connects and sends its
+         * hello, so the client is sure to be waiting for the welcome. */
+        ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                np_client *c;
+                int q[2];
+                int64_t waited = -1;
+                if (np_connect(d.sock, &c) == 0 && pipe2(q, O_CLOEXEC) == 0) {
+                        np_desc dd;
+                        int64_t t0 = test_now();
+                        if (np_open(c, q[0], 1, &dd) == 0 &&
+                            np_set_deadline(c, dd, 300 * MS, NP_READ) == 0 &&
+                            np_wait(c, dd, NP_READ) == NP_ERR_TIMEOUT)
+                                waited = test_now() - t0;
+                }
+                (void)!write(report[1], &waited, sizeof(waited));
+                _exit(0);
+        }
+        usleep(200 * 1000); /* it connects, sends its hello and waits */
+        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+        ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+        usleep(1500 * 1000); /* the welcome, stamped, waits for it */
+        ck_assert_int_eq(kill(pid, SIGCONT), 0);
+        int64_t waited = -2;
+        ck_assert_int_eq(read(report[0], &waited, sizeof(waited)), (ssize_t)sizeof(waited));
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        close(report[0]);
+        close(report[1]);
+        ck_assert_msg(waited >= 300 * MS, "the 300 ms deadline fired after %lld ms",
+                      (long long)(waited / MS));
+        ck_assert_int_lt(waited, 5 * SEC);
+        test_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_api_deadline_extended_while_parked)
 {
         TestDaemon d;
@@ -2534,6 +2622,8 @@ Suite *suite_api(void)
         tcase_add_test(tc, test_api_deadline_split_from_combined);
         tcase_add_test(tc, test_api_deadline_moved_into_past_wakes_parked);
         tcase_add_test(tc, test_api_deadline_when_closing_and_errors);
+        tcase_add_test(tc, test_api_pipelined_deadline_survives_an_unsendable_fd);
+        tcase_add_test(tc, test_api_stalled_handshake_keeps_deadlines_on_time);
 
         tc = tcase(s, "arm-poll-break");
         tcase_add_test(tc, test_api_arm_outcome_delivered_by_poll);
