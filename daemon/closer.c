@@ -124,6 +124,7 @@ static void *closer_main(void *arg)
                 w->busy_since = 0;
                 w->acct = NULL;
                 c->closed += n;
+                pthread_cond_broadcast(&c->idle); /* closer_done may wait for this */
         }
 out:
         /* Leave the slot to a later worker; the last one out of a stopping
@@ -241,33 +242,37 @@ uint32_t closer_pending(Closer *c)
         return n;
 }
 
+/* Whether any worker is inside a close.  Under the lock. */
+static bool closer_busy(const Closer *c)
+{
+        for (uint32_t i = 0; i < c->n_workers; i++)
+                if (c->workers[i]->busy_since)
+                        return true;
+        return false;
+}
+
 bool closer_done(Closer *c, int64_t timeout_ns)
 {
-        struct timespec ts;
         int64_t until = now_ns() + timeout_ns;
+        struct timespec ts;
 
         pthread_mutex_lock(&c->lock);
-        timespec_at(&ts, until);
-        while (c->len > 0 && now_ns() < until) {
-                int64_t now = now_ns();
-                pthread_cond_broadcast(&c->wake);
-                if (closer_all_stuck(c, now))
+        /* Every fd queued and taken is closed, or the time is up (a close
+         * that hangs is left to the process exit). */
+        for (int64_t now = now_ns(); (c->len > 0 || closer_busy(c)) && now < until;
+             now = now_ns()) {
+                if (c->len > 0 && (c->n_workers == 0 || closer_all_stuck(c, now)))
                         (void)closer_spawn(c);
-                struct timespec step;
-                timespec_at(&step, now + CLOSER_STUCK_NS < until ? now + CLOSER_STUCK_NS : until);
-                pthread_cond_timedwait(&c->idle, &c->lock, &step);
+                pthread_cond_broadcast(&c->wake);
+                timespec_at(&ts, now + CLOSER_STUCK_NS < until ? now + CLOSER_STUCK_NS : until);
+                pthread_cond_timedwait(&c->idle, &c->lock, &ts);
         }
         c->stop = true;
         pthread_cond_broadcast(&c->wake);
-        /* Idle workers leave at once; wait for them (not for stuck ones). */
-        while (c->n_workers > 0 && now_ns() < until) {
-                bool busy = false;
-                for (uint32_t i = 0; i < c->n_workers; i++)
-                        busy |= c->workers[i]->busy_since != 0;
-                if (busy)
-                        break;
+        /* Idle workers leave at once; wait for them, not for stuck ones. */
+        timespec_at(&ts, until);
+        while (c->n_workers > 0 && !closer_busy(c) && now_ns() < until)
                 pthread_cond_timedwait(&c->idle, &c->lock, &ts);
-        }
         bool gone = c->n_workers == 0;
         pthread_mutex_unlock(&c->lock);
         if (gone) {
