@@ -7,6 +7,10 @@
 #   make clean
 #
 # CFLAGS may be overridden (make CFLAGS="-O0 -g"); the flags the code needs are kept apart.
+# make WERROR=1 (as CI builds) adds a stricter warning set and makes every warning an error.
+
+# A recipe that fails leaves no half-written target behind for the next make to trust.
+.DELETE_ON_ERROR:
 
 VERSION   := 0.1.0
 SOVERSION := 0
@@ -34,9 +38,11 @@ O := $(B)/obj
 
 PKGS      := libsystemd libprotobuf-c inih
 TEST_PKGS := check
-# systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started).
+# systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started);
+# man-db: systemd-analyze verify runs man(1) for each Documentation= page (container images
+# leave it out).
 DEB_PKGS  := libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libinih-dev pkg-config \
-             systemd
+             systemd man-db
 
 # Lazy (=): evaluated when a recipe runs, after `deps` may have installed them.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -46,6 +52,10 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 NP_CFLAGS = -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -DNETPOLL_VERSION='"$(VERSION)"' \
             -I$(G) -Icommon -Iclient -pthread -MMD -MP $(PKG_CFLAGS)
+
+# Our sources only: protoc-c's output is not ours to keep warning-free.
+NP_WARN_STRICT := -Wshadow -Wconversion -Wmissing-prototypes -Wstrict-prototypes -Wswitch-enum
+NP_WFLAGS      := $(if $(filter 1 yes,$(WERROR)),-Werror $(NP_WARN_STRICT))
 
 DAEMON_SRCS := daemon/account.c daemon/admin.c daemon/admin-descs.c daemon/closer.c daemon/codec.c daemon/config.c daemon/cpuslice.c daemon/filecount.c daemon/listener.c \
                daemon/log.c daemon/notify.c daemon/pollcache.c daemon/poller.c daemon/pollops.c \
@@ -74,11 +84,11 @@ all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpol
 
 deps:
 	@if pkg-config --exists $(PKGS) $(TEST_PKGS) 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
-	    ( for t in protoc-c systemd-analyze systemd-socket-activate; do \
+	    ( for t in protoc-c systemd-analyze systemd-socket-activate man; do \
 	        command -v $$t >/dev/null || exit 1; done ); then exit 0; fi; \
 	missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	[ -n "$$missing" ] || { echo "deps: the packages are installed, but pkg-config or PATH does not find them (libraries, protoc-c, systemd-analyze, systemd-socket-activate)" >&2; exit 1; }; \
+	[ -n "$$missing" ] || { echo "deps: the packages are installed, but pkg-config or PATH does not find them (libraries, protoc-c, systemd-analyze, systemd-socket-activate, man)" >&2; exit 1; }; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: installing $$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -87,7 +97,9 @@ deps:
 	    echo "    apt-get install -y $$missing" >&2; exit 1; \
 	fi
 
-$(PB_C) $(PB_H): proto/netpoll.proto
+# One run of protoc-c makes both files: a grouped target (GNU make 4.3), or
+# make -j would run it once per file, the two runs writing the same files.
+$(PB_C) $(PB_H) &: proto/netpoll.proto
 	@mkdir -p $(G)
 	protoc-c --c_out=$(G) -Iproto $<
 
@@ -102,13 +114,13 @@ $(O)/pic/gen/%.o: $(G)/%.c
 	$(CC) $(NP_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 $(O)/pic/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(NP_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+	$(CC) $(NP_CFLAGS) $(NP_WFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 $(O)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(NP_CFLAGS) $(TEST_CFLAGS) -Idaemon $(CFLAGS) -c -o $@ $<
+	$(CC) $(NP_CFLAGS) $(NP_WFLAGS) $(TEST_CFLAGS) -Idaemon $(CFLAGS) -c -o $@ $<
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(NP_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(NP_CFLAGS) $(NP_WFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/netpolld: $(DAEMON_OBJS) $(O)/daemon/main.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
@@ -125,11 +137,23 @@ $(B)/libnetpoll.a: $(LIB_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(B)/libnetpoll.pc: client/libnetpoll.pc.in Makefile
+# The installation paths baked into generated files, rewritten only when one
+# changes: `make install PREFIX=/usr` after a plain `make` regenerates the
+# unit and the .pc file instead of installing ones made for /usr/local.
+PATHS_STAMP := $(B)/paths.stamp
+PATHS_NOW    = PREFIX=$(PREFIX) SBINDIR=$(SBINDIR) SYSCONFDIR=$(SYSCONFDIR) LIBDIR=$(LIBDIR) \
+               INCLUDEDIR=$(INCLUDEDIR)
+$(PATHS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(PATHS_NOW)' | cmp -s - $@ || echo '$(PATHS_NOW)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(B)/libnetpoll.pc: client/libnetpoll.pc.in Makefile $(PATHS_STAMP)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
-$(B)/systemd/netpolld.service: systemd/netpolld.service.in Makefile
+$(B)/systemd/netpolld.service: systemd/netpolld.service.in Makefile $(PATHS_STAMP)
 	@mkdir -p $(@D)
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
 $(B)/systemd/netpolld.socket: systemd/netpolld.socket
@@ -146,7 +170,7 @@ $(B)/run-tests: $(TEST_OBJS) $(DAEMON_OBJS) $(B)/libnetpoll.a
 # The README's example, built against the shared library as a user would.
 $(B)/examples/%: client/examples/%.c $(B)/$(LIBNAME)
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -Wall -Wextra -Iclient $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(B) -lnetpoll \
+	$(CC) -std=gnu11 -Wall -Wextra $(NP_WFLAGS) -Iclient $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(B) -lnetpoll \
 	    -Wl,-rpath,'$$ORIGIN/..'
 
 SOCKET ?= $(CURDIR)/run/netpolld.sock
