@@ -69,8 +69,10 @@ static uint32_t outstanding_add(np_client *c, np_desc d, int mode, int delta)
         if (e && mode_is_rw(mode)) {
                 uint32_t *n = desctab_outstanding(e, mode);
                 before = *n;
-                if (delta > 0 || *n > 0)
-                        *n += delta;
+                if (delta > 0)
+                        *n += (uint32_t)delta;
+                else if (*n > 0)
+                        *n -= (uint32_t)-delta;
         }
         pthread_mutex_unlock(&c->lock);
         return before;

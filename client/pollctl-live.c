@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,7 +62,7 @@ int cmd_ping(Ctx *x, int argc, char **argv)
         }
         if ((r = pollctl_no_operands(x, argc, argv)) >= 0)
                 return r;
-        int64_t *rtt = calloc(count, sizeof(*rtt));
+        int64_t *rtt = calloc((size_t)count, sizeof(*rtt));
         if (!rtt)
                 oom();
         if (pollctl_connect(x, &c)) {
@@ -79,7 +80,7 @@ int cmd_ping(Ctx *x, int argc, char **argv)
                 rtt[i] = now_ns() - t0;
         }
         np_disconnect(c);
-        qsort(rtt, count, sizeof(*rtt), cmp_i64);
+        qsort(rtt, (size_t)count, sizeof(*rtt), cmp_i64);
         int64_t min = rtt[0], med = rtt[count / 2], p99 = rtt[(count * 99) / 100],
                 max = rtt[count - 1];
         if (x->json)
@@ -102,10 +103,19 @@ int cmd_ping(Ctx *x, int argc, char **argv)
 /* watch                                                                */
 
 static volatile sig_atomic_t stop_signal;
+/* The connection the handler breaks, or NULL.  np_break is async-signal-safe
+ * (a lock-free atomic and write(2) on its eventfd).  pollctl has one thread,
+ * so the handler runs between two of cmd_watch's steps: once this is NULL
+ * again, no handler holds the connection cmd_watch goes on to free. */
+static np_client *_Atomic stop_client;
 
 static void on_stop(int sig)
 {
+        np_client *c = atomic_load(&stop_client);
+
         stop_signal = sig;
+        if (c)
+                (void)np_break(c);
 }
 
 static const char *watch_kind(int kind)
@@ -157,7 +167,9 @@ static void watch_print(Ctx *x, const np_watch_event *e)
 
 int cmd_watch(Ctx *x, int argc, char **argv)
 {
-        struct sigaction sa = { .sa_handler = on_stop }; /* no SA_RESTART */
+        /* SA_RESTART: the handler ends the wait through np_break, so no
+         * call needs EINTR, and a write to stdout is not cut short. */
+        struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESTART };
         np_watch_event ev[64];
         uint64_t client = 0;
         np_client *c;
@@ -169,11 +181,13 @@ int cmd_watch(Ctx *x, int argc, char **argv)
         sigaction(SIGTERM, &sa, NULL);
         if (pollctl_connect(x, &c))
                 return 1;
+        atomic_store(&stop_client, c);
         r = np_watch(c, client);
-        /* np_watch_read is not ended by signals or breaks: look at the flag
-         * every 100 ms, which bounds how long an interrupt takes. */
+        /* np_watch_read is ended by an np_break (returning 0), which the
+         * handler sends; one sent between the test of stop_signal and the
+         * read is kept by the library and ends that read at once. */
         while (r >= 0 && !stop_signal) {
-                r = np_watch_read(c, 100 * NSEC_PER_MSEC, ev, 64);
+                r = np_watch_read(c, -1, ev, 64);
                 for (int i = 0; i < r; i++) {
                         watch_print(x, &ev[i]);
                         /* One line at a time through a pipe, too. */
@@ -183,6 +197,7 @@ int cmd_watch(Ctx *x, int argc, char **argv)
                 if (ferror(stdout))
                         break;
         }
+        atomic_store(&stop_client, NULL);
         np_disconnect(c);
         if (r == -ECONNRESET) {
                 fprintf(stderr, "pollctl watch: the daemon closed the connection\n");

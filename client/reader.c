@@ -107,7 +107,7 @@ static int pending_append(Pending *p, const Netpoll__V1__Reply *r)
                 np_desc_info *o = &p->descs[p->n_items++];
                 *o = (np_desc_info){
                         .client = di->client, .desc = di->desc, .user = di->user,
-                        .read = di->read, .write = di->write,
+                        .read = (int)di->read, .write = (int)di->write,
                         .read_deadline_ns = di->read_deadline_ns,
                         .write_deadline_ns = di->write_deadline_ns,
                         .event_err = di->event_err,
@@ -188,7 +188,7 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
         }
         for (size_t i = 0; i < m->n_watch; i++) {
                 const Netpoll__V1__WatchEvent *w = m->watch[i];
-                np_watch_event ev = { .time_ns = (int64_t)w->time_ns, .kind = w->kind,
+                np_watch_event ev = { .time_ns = (int64_t)w->time_ns, .kind = (int)w->kind,
                                       .client = w->client, .desc = w->desc, .mode = w->mode,
                                       .pid = w->pid };
                 snprintf(ev.comm, sizeof(ev.comm), "%s", w->comm ? w->comm : "");

@@ -30,12 +30,6 @@
 
 #define LIST_CHUNK 256
 
-bool admin_request(int op)
-{
-        return op == NETPOLL__V1__OP__OP_STATUS || op == NETPOLL__V1__OP__OP_LIST_CLIENTS ||
-               op == NETPOLL__V1__OP__OP_LIST_DESCS || op == NETPOLL__V1__OP__OP_WATCH;
-}
-
 bool admin_is_admin(const Session *s)
 {
         const Config *c = s->server->config;

@@ -15,9 +15,6 @@
 typedef struct Server Server;
 typedef struct Session Session;
 
-/* Whether the request is an introspection one admin_handle answers. */
-bool admin_request(int op);
-
 /* Answers an introspection request. */
 void admin_handle(Session *s, const NpRequest *q);
 

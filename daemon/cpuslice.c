@@ -68,5 +68,5 @@ int cpuslice_set(int64_t ns, CpuSlice *ret)
                         .kernel_ns = (int64_t)a.sched_runtime,
                         .policy = (int)a.sched_policy,
                 };
-        return outcome;
+        return (int)outcome;
 }

@@ -95,6 +95,6 @@ void log_msg(int prio, const char *fmt, ...)
                                       (size_t)m < sizeof(text) ? (size_t)m : sizeof(text) - 1);
         buf[n++] = '\n';
         /* One write per line keeps lines whole when several processes log. */
-        (void)!write(STDERR_FILENO, buf, n);
+        (void)!write(STDERR_FILENO, buf, (size_t)n);
         errno = saved;
 }

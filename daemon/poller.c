@@ -24,6 +24,7 @@
 #include "../common/cleanup.h"
 #include "../common/clock.h"
 #include "../common/fdutil.h"
+#include "pollops.h"
 #include "token.h"
 
 int poller_init(Poller *p)
@@ -177,4 +178,24 @@ int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms)
 bool poller_owns_file(const Poller *p, int fd)
 {
         return fd_same_file(fd, p->epfd) || fd_same_file(fd, p->wakefd) || fd_same_file(fd, p->timerfd);
+}
+
+int poller_event_mode(uint32_t events)
+{
+        int mode = 0;
+
+        /* A hang-up or an error wakes both directions: the next read or
+         * write reports it. */
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                mode += POLL_MODE_R;
+        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                mode += POLL_MODE_W;
+        return mode;
+}
+
+bool poller_event_err(uint32_t events)
+{
+        /* Go 1.17+: set only by an event that is exactly EPOLLERR
+         * (netpoll_epoll.go: pd.setEventErr(ev.Events == _EPOLLERR)). */
+        return events == EPOLLERR;
 }

@@ -72,3 +72,12 @@ int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms);
 /* Whether fd (borrowed) refers to the same open file as one of the
  * poller's own fds (epoll instance, eventfd, timerfd). */
 bool poller_owns_file(const Poller *p, int fd);
+
+/* netpoll_epoll.go's reading of a descriptor's event bits: the directions
+ * they make ready, POLL_MODE_R, POLL_MODE_W or POLL_MODE_RW (pollops.h),
+ * or 0 when neither (EPOLLPRI alone, say).  For pollops_ready. */
+int poller_event_mode(uint32_t events);
+
+/* Whether the event reports an error polling the descriptor: it is exactly
+ * EPOLLERR (Go 1.17+), as pollops_ready's event_err. */
+bool poller_event_err(uint32_t events);

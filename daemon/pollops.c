@@ -1,5 +1,9 @@
 /*
- * Go's runtime/netpoll.go state machine, single-threaded.
+ * Go's runtime/netpoll.go state machine, single-threaded: the file as of
+ * Go 1.17 (src/runtime/netpoll.go at the go1.17 tag).  Later changes that
+ * matter here are done elsewhere: Go 1.21's fdseq (golang/go#59545) is the
+ * pollcache's generations.  Reading an epoll event's bits as modes is
+ * netpoll_epoll.go's part in Go, and poller.c's here (poller_event_mode).
  *
  * The daemon runs one event loop, so the runtime's atomics and per-pollDesc
  * lock become plain fields, and "a goroutine parks on rg/wg" becomes "a
@@ -16,6 +20,7 @@
  */
 #include "pollops.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 
@@ -38,7 +43,7 @@ static void timer_arm(PollOps *ops, PollDesc *pd, PollTimer *pt, int64_t when, P
                 pd->owner->timers++;
                 pt->counted = true;
         }
-        pt->fn = fn;
+        pt->fn = (uint8_t)fn;
         pt->seq = seq;
         timers_arm(ops->timers, &pt->node, when);
 }
@@ -191,7 +196,7 @@ int pollops_wait(PollOps *ops, PollDesc *pd, int mode, PollWaitKind kind, uint64
         }
         if (sem->state == POLL_SEM_PARKED)
                 return -EBUSY; /* runtime: double wait */
-        *sem = (PollSem){ .state = POLL_SEM_PARKED, .kind = kind, .req = req };
+        *sem = (PollSem){ .state = POLL_SEM_PARKED, .kind = (uint8_t)kind, .req = req };
         pd->owner->waiters++;
         return POLL_PARKED;
 }
@@ -261,21 +266,15 @@ int pollops_unblock(PollOps *ops, PollDesc *pd)
         return 0;
 }
 
-void pollops_ready(PollOps *ops, PollDesc *pd, uint32_t events)
+void pollops_ready(PollOps *ops, PollDesc *pd, int mode, bool event_err)
 {
-        /* The epoll constants, spelled out to keep this file free of
-         * system headers: IN 0x1, OUT 0x4, ERR 0x8, HUP 0x10, RDHUP 0x2000. */
-        const uint32_t in = 0x001, out = 0x004, err = 0x008, hup = 0x010, rdhup = 0x2000;
-        bool r = events & (in | rdhup | hup | err);
-        bool w = events & (out | hup | err);
-
-        if (!r && !w)
-                return;
-        /* Go 1.17+: set only by an event that is exactly EPOLLERR. */
-        pd->event_err = events == err;
-        if (r)
+        assert(mode == 0 || mode_is_rw(mode) || mode == POLL_MODE_RW);
+        if (mode == 0)
+                return; /* netpoll calls neither setEventErr nor netpollready */
+        pd->event_err = event_err;
+        if (mode == POLL_MODE_R || mode == POLL_MODE_RW)
                 sem_unblock(ops, pd, POLL_MODE_R, true);
-        if (w)
+        if (mode == POLL_MODE_W || mode == POLL_MODE_RW)
                 sem_unblock(ops, pd, POLL_MODE_W, true);
 }
 
@@ -312,5 +311,6 @@ void pollops_timer_fire(PollOps *ops, Timer *t)
 
 unsigned pollops_parked(const PollDesc *pd)
 {
-        return (pd->rg.state == POLL_SEM_PARKED) + (pd->wg.state == POLL_SEM_PARKED);
+        return (unsigned)(pd->rg.state == POLL_SEM_PARKED) +
+               (unsigned)(pd->wg.state == POLL_SEM_PARKED);
 }

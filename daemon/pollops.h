@@ -107,7 +107,6 @@ struct PollOps {
         Timers *timers;
         int64_t now; /* CLOCK_MONOTONIC ns; the caller refreshes it */
         PollWakeFn wake;
-        void *userdata;
 };
 
 /* pollOpen's initialisation of a fresh slot for fd (borrowed) and owner. */
@@ -144,9 +143,11 @@ int pollops_set_deadline_at(PollOps *ops, PollDesc *pd, int64_t d, int mode);
 /* pollUnblock.  Returns 0, or -EALREADY when already closing. */
 int pollops_unblock(PollOps *ops, PollDesc *pd);
 
-/* Delivers epoll events (netpoll's mode computation, the exact-EPOLLERR
- * rule, then netpollready). */
-void pollops_ready(PollOps *ops, PollDesc *pd, uint32_t events);
+/* What netpoll does with one event once it has read it as a mode
+ * (poller_event_mode, poller_event_err): setEventErr(event_err), then
+ * netpollready.  mode is POLL_MODE_R, _W or _RW; 0 changes nothing, not
+ * even event_err, as netpoll calls neither for an event without a mode. */
+void pollops_ready(PollOps *ops, PollDesc *pd, int mode, bool event_err);
 
 /* Runs a due timer popped from ops->timers (netpolldeadlineimpl).  Safe
  * however the descriptor changed after the pop: a timer whose descriptor

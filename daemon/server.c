@@ -102,7 +102,7 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
         if (r < 0)
                 return r;
         server_apply_limits(s);
-        s->ops = (PollOps){ .timers = &s->timers, .wake = session_wake, .userdata = s };
+        s->ops = (PollOps){ .timers = &s->timers, .wake = session_wake };
         r = poller_init(&s->poller);
         if (r < 0)
                 return r;
@@ -277,7 +277,7 @@ static void server_signal(Server *s)
                 switch (si.ssi_signo) {
                 case SIGTERM:
                 case SIGINT:
-                        log_info("received %s, shutting down", strsignal(si.ssi_signo));
+                        log_info("received %s, shutting down", strsignal((int)si.ssi_signo));
                         s->stopping = true;
                         break;
                 case SIGHUP:
@@ -295,7 +295,8 @@ void server_dispatch(Server *s, const struct epoll_event *ev)
         case TOKEN_DESC: { /* one registered in the main set (session-request.c: desc_register) */
                 PollSlot *slot = pollcache_lookup(&s->cache, t);
                 if (slot) /* else: stale, the descriptor was closed */
-                        pollops_ready(&s->ops, &slot->pd, ev->events);
+                        pollops_ready(&s->ops, &slot->pd, poller_event_mode(ev->events),
+                                      poller_event_err(ev->events));
                 return;
         }
         case TOKEN_SESSION:
@@ -327,7 +328,8 @@ void server_dispatch(Server *s, const struct epoll_event *ev)
                 if (t == token_make(TOKEN_SIGNALFD, 0, 0))
                         server_signal(s);
                 return;
-        default:
+        case TOKEN_NONE:
+        default: /* no registration carries these */
                 return;
         }
 }

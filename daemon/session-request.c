@@ -23,11 +23,8 @@
 
 static void reply(Session *s, const NpRequest *q, int32_t result)
 {
-        if (q->quiet) {
-                if (result < 0)
-                        s->quiet_errors++;
+        if (q->quiet)
                 return;
-        }
         session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = result });
 }
 

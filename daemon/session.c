@@ -419,7 +419,8 @@ void session_take_events(Session *s)
         for (int i = 0; i < n; i++) {
                 PollSlot *slot = pollcache_lookup(&srv->cache, evs[i].data.u64);
                 if (slot) /* else: stale, the descriptor was closed */
-                        pollops_ready(&srv->ops, &slot->pd, evs[i].events);
+                        pollops_ready(&srv->ops, &slot->pd, poller_event_mode(evs[i].events),
+                                      poller_event_err(evs[i].events));
         }
 }
 

@@ -69,7 +69,6 @@ struct Session {
         uint64_t requests;
         uint64_t work; /* budget units spent (session-internal.h: WORK_BUDGET) */
         bool introspected; /* this datagram had its one status/list request */
-        uint64_t quiet_errors; /* pipelined requests that failed (client races) */
         DescsJob descs;
         int64_t connected_ns;
         Session *next_dirty;

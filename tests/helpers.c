@@ -81,7 +81,8 @@ void test_daemon_start(TestDaemon *d, const char *const *extra_args, int nofile,
                 dup2(null, STDOUT_FILENO);
                 dup2(capture_stderr ? pipefd[1] : null, STDERR_FILENO);
                 if (nofile > 0) {
-                        struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
+                        rlim_t n = (rlim_t)nofile;
+                        struct rlimit rl = { .rlim_cur = n, .rlim_max = n };
                         setrlimit(RLIMIT_NOFILE, &rl);
                 }
                 /* Do not hand our signal mask or LISTEN_FDS to the daemon. */

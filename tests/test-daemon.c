@@ -1577,19 +1577,19 @@ START_TEST(test_hostile_client_that_pauses_reading_gets_every_reply_in_order)
         }
         usleep(200 * 1000); /* the daemon answers them all into a full socket */
         StatusCopy st = raw_status(h.d.sock);
-        ck_assert_int_eq(st.descriptors, DESCS);
+        ck_assert_uint_eq(st.descriptors, DESCS);
         while (next <= DESCS + LISTS) {
                 Netpoll__V1__ServerMessage *m;
                 ck_assert_msg(raw_recv(fd, IO_TIMEOUT_MS, &m) == 1, "reply %llu never came",
                               (unsigned long long)next);
                 for (size_t i = 0; i < m->n_replies; i++) {
-                        ck_assert_int_eq(m->replies[i]->id, next);
+                        ck_assert_uint_eq(m->replies[i]->id, next);
                         ck_assert_int_eq(m->replies[i]->result, 0);
                         pages++;
                         listed += m->replies[i]->n_descs;
                         if (m->replies[i]->more)
                                 continue; /* a page; the list goes on */
-                        ck_assert_int_eq(listed, DESCS);
+                        ck_assert_uint_eq(listed, DESCS);
                         listed = 0;
                         next++;
                 }
@@ -2023,9 +2023,9 @@ static void parked_child(const char *sock, int ready, const int *rfds)
                 _exit(11);
         netpoll__v1__server_message__free_unpacked(m, NULL);
         for (int i = 0; i < 3; i++) {
-                q[i] = mkreq(1 + i, NETPOLL__V1__OP__OP_OPEN);
+                q[i] = mkreq((uint64_t)(1 + i), NETPOLL__V1__OP__OP_OPEN);
                 q[i].fd_index = i;
-                q[i].user = 50 + i;
+                q[i].user = (uint64_t)(50 + i);
         }
         if (raw_send_requests(fd, q, 3, rfds, 3) < 0)
                 _exit(12);
@@ -2044,15 +2044,15 @@ static void parked_child(const char *sock, int ready, const int *rfds)
         for (int i = 0; i < 3; i++) {
                 /* Different read and write deadlines: two timers (equal
                  * ones would share one, as in Go). */
-                q[n] = mkreq(10 + i, NETPOLL__V1__OP__OP_SET_DEADLINE);
+                q[n] = mkreq((uint64_t)(10 + i), NETPOLL__V1__OP__OP_SET_DEADLINE);
                 q[n].desc = desc[i];
                 q[n].mode = NP_READ;
                 q[n++].ns = 600LL * 1000000000;
-                q[n] = mkreq(50 + i, NETPOLL__V1__OP__OP_SET_DEADLINE);
+                q[n] = mkreq((uint64_t)(50 + i), NETPOLL__V1__OP__OP_SET_DEADLINE);
                 q[n].desc = desc[i];
                 q[n].mode = NP_WRITE;
                 q[n++].ns = 700LL * 1000000000;
-                q[n] = mkreq(20 + i, NETPOLL__V1__OP__OP_WAIT);
+                q[n] = mkreq((uint64_t)(20 + i), NETPOLL__V1__OP__OP_WAIT);
                 q[n].desc = desc[i];
                 q[n++].mode = NP_READ;
         }

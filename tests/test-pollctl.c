@@ -370,7 +370,7 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         run(&r, descs);
         assert_exit(&r, 0);
         ck_assert_msg(strncmp(r.out, "{\"descs\":[", 10) == 0, "%s", r.out);
-        ck_assert_int_eq(count_of(r.out, "\"desc\":"), 2);
+        ck_assert_uint_eq(count_of(r.out, "\"desc\":"), 2);
         snprintf(want, sizeof(want), "\"desc\":\"0x%" PRIx64 "\"", d1);
         ck_assert_msg(json_object(r.out, want, obj, sizeof(obj)), "no %s in %s", want, r.out);
         ck_assert_int_eq(json_int(obj, "client"), (int64_t)me);
@@ -392,7 +392,7 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         const char *all[] = { pollctl_bin(), "--socket", d.sock, "descs", NULL };
         run(&r, all);
         assert_exit(&r, 0);
-        ck_assert_int_eq(count_of(r.out, "\n"), 3); /* header and two rows */
+        ck_assert_uint_eq(count_of(r.out, "\n"), 3); /* header and two rows */
         assert_has(r.out, "READ-DEADLINE");
         assert_has(r.out, "expired");
         assert_has(r.out, "pipe");
@@ -466,7 +466,7 @@ START_TEST(test_pollctl_text_tables_align_with_units)
         char *nl = strchr(r.out, '\n');
         ck_assert_ptr_nonnull(nl);
         size_t head = (size_t)(strstr(r.out, "COMMAND") - r.out);
-        ck_assert_int_eq(count_of(r.out, "\n"), 3);
+        ck_assert_uint_eq(count_of(r.out, "\n"), 3);
         for (char *row = nl + 1; *row; row = strchr(row, '\n') + 1) {
                 ck_assert_msg(row[head - 2] == ' ' && row[head - 1] == ' ' && row[head] != ' ',
                               "misaligned:\n%s", r.out);
@@ -677,7 +677,7 @@ START_TEST(test_pollctl_non_admin_sees_only_itself)
         const char *clients[] = { pollctl_bin(), "--socket", a.d.sock, "--json", "clients", NULL };
         run_full(&r, clients, true, NULL, -1);
         assert_exit(&r, 0);
-        ck_assert_int_eq(count_of(r.out, "\"id\":"), 1);
+        ck_assert_uint_eq(count_of(r.out, "\"id\":"), 1);
         assert_has(r.out, "\"uid\":65534");
         assert_has(r.out, "\"self\":true");
 
@@ -712,7 +712,7 @@ START_TEST(test_pollctl_admin_users_grants_access)
         const char *clients[] = { pollctl_bin(), "--socket", a.d.sock, "--json", "clients", NULL };
         run_full(&r, clients, true, NULL, -1);
         assert_exit(&r, 0);
-        ck_assert_int_eq(count_of(r.out, "\"id\":"), 2);
+        ck_assert_uint_eq(count_of(r.out, "\"id\":"), 2);
         access_end(&a);
 }
 END_TEST
@@ -865,11 +865,11 @@ START_TEST(test_pollctl_watch_json_streams_events_in_order)
                    *timeout = strstr(buf, "\"event\":\"timeout\""),
                    *close_ = strstr(buf, "\"event\":\"close\"");
         ck_assert_msg(open && timeout && open < timeout && timeout < close_, "%s", buf);
-        ck_assert_int_eq(count_of(buf, "\n"), 3); /* one line each, nothing else */
+        ck_assert_uint_eq(count_of(buf, "\n"), 3); /* one line each, nothing else */
         snprintf(want, sizeof(want), "\"client\":%s,\"pid\":%d,\"comm\":", id, (int)getpid());
-        ck_assert_int_eq(count_of(buf, want), 3);
+        ck_assert_uint_eq(count_of(buf, want), 3);
         snprintf(want, sizeof(want), "\"desc\":\"0x%" PRIx64 "\"", dd);
-        ck_assert_int_eq(count_of(buf, want), 3);
+        ck_assert_uint_eq(count_of(buf, want), 3);
         char obj[512];
         ck_assert(json_object(buf, "\"event\":\"timeout\"", obj, sizeof(obj)));
         assert_has(obj, "\"mode\":\"read\"");
@@ -1063,7 +1063,7 @@ START_TEST(test_pollctl_every_command_help_exits_0)
                 snprintf(want, sizeof(want), "Usage: pollctl [--socket PATH] [--json] %s",
                          cmds[i]);
                 ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
-                ck_assert_int_gt(count_of(r.out, "\n"), 1);
+                ck_assert_uint_gt(count_of(r.out, "\n"), 1);
         }
         const char *top[] = { pollctl_bin(), "--help", NULL };
         run(&r, top);

@@ -335,7 +335,7 @@ START_TEST(test_timers_disarm_moves_last_node_up)
         for (int i = 0; i < 13; i++) {
                 timer_init(&t[i]);
                 timers_arm(&ts, &t[i], when[i]);
-                ck_assert_uint_eq(t[i].idx, i); /* the layout above */
+                ck_assert_uint_eq(t[i].idx, (unsigned)i); /* the layout above */
         }
         timers_disarm(&ts, &t[5]);
         assert_verified(&ts);

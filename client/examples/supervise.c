@@ -290,7 +290,7 @@ int main(int argc, char **argv)
         }
         if (i >= argc || strcmp(argv[i], "--") != 0)
                 return usage(stderr);
-        ch = calloc(argc, sizeof(*ch));
+        ch = calloc((size_t)argc, sizeof(*ch));
         if (!ch)
                 return 1;
         /* Split argv at each "--" into NULL-terminated command vectors. */

@@ -304,7 +304,7 @@ static void fzs_listen(void)
         *a = (struct sockaddr_un){ .sun_family = AF_UNIX };
         int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "netpolld-fuzz-%d-%u",
                          (int)getpid(), serial++);
-        srv->listen_addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+        srv->listen_addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
         fuzz_check(bind(fd, (struct sockaddr *)a, srv->listen_addr_len) == 0 &&
                            listen(fd, 16) == 0,
                    "bind or listen: %s", strerror(errno));
@@ -384,7 +384,7 @@ static void fzs_record(uint8_t ctl, uint8_t kinds, uint8_t act, const uint8_t *b
         if (!s && !(s = fzs_connect(conn)))
                 return;
         for (size_t i = 0; i < (size_t)(ctl & 7); i++) {
-                int fd = fzs_make_fd(conn, (kinds & 15) + i * ((kinds >> 4) & 7));
+                int fd = fzs_make_fd(conn, (unsigned)((kinds & 15) + i * ((kinds >> 4) & 7)));
                 if (fd >= 0)
                         fds[nfds++] = fd;
         }

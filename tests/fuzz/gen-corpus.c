@@ -210,9 +210,9 @@ static void codec_seeds(void)
         write_seed("codec", "hello-v2", &b);
 
         Netpoll__V1__Request all[16];
-        for (int op = 0; op < 16; op++)
-                all[op] = Q(100 + op, op, D(op, 1), op & 1 ? W : R, op * MS, 0xfeed0000 + op,
-                            op % 3, false);
+        for (unsigned op = 0; op < 16; op++)
+                all[op] = Q(100 + op, (int)op, D(op, 1), op & 1 ? W : R, op * MS, 0xfeed0000 + op,
+                            (int32_t)(op % 3), false);
         pack(&b, 0, NULL, 16, all);
         write_seed("codec", "every-op", &b);
 
@@ -397,7 +397,7 @@ static void session_seeds(void)
         REC(&b, FDS(1), KIND(0, 0), 0, Q(1, OPEN, 0, 0, 0, 0, 0, false));
         REC(&b, 0, 0, 0, Q(2, WAIT, d0, R, 0, 0, 0, false));
         for (int i = 0; i < 11; i++)
-                REC(&b, 0, 0, NODRAIN, Q(3 + i, PING, 0, 0, 0, 0, 0, false));
+                REC(&b, 0, 0, NODRAIN, Q((uint64_t)(3 + i), PING, 0, 0, 0, 0, 0, false));
         REC(&b, 0, 0, NODRAIN, Q(20, SET_DEADLINE, d0, R, -1, 0, 0, false),
             Q(21, SESSION_STATS, 0, 0, 0, 0, 0, false));
         REC(&b, 0, 0, POLL, Q(22, SESSION_STATS, 0, 0, 0, 0, 0, false));
