@@ -20,7 +20,7 @@
 
 #define CLOSER_IDLE_EXIT_NS (10 * NSEC_PER_SEC)
 #define CLOSER_STACK (64 * 1024)
-#define CLOSER_NICE 10
+#define CLOSER_NICE 19
 #define CLOSER_BATCH 64 /* fds of one uid a worker takes per lock */
 
 int closer_init(Closer *c, Accounts *accounts)
@@ -83,7 +83,8 @@ static void *closer_main(void *arg)
         /* Closing is never urgent (the fd stays charged to its uid until
          * it is done): a worker yields its CPU to the loop and to clients.
          * It inherits the loop thread's long slice and nice value; it gets
-         * the kernel's default slice and nice + 10 (Linux: per thread). */
+         * the kernel's default slice and nice + 19 (Linux: per thread), which
+         * still gets a share of a busy CPU, so closes never stop. */
         (void)!nice(CLOSER_NICE);
         (void)cpuslice_set(0, &got);
 

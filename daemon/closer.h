@@ -13,7 +13,7 @@
  * once (closer_tick), not per fd.  One worker is started with the first fd;
  * another (up to CLOSER_MAX_WORKERS) when fds wait and every worker has
  * been busy for CLOSER_STUCK_NS.  Workers run at a lower priority than the
- * loop (nice + 10, the kernel's default slice): closing is never urgent.
+ * loop (nice + 19, the kernel's default slice): closing is never urgent.
  * At most CLOSER_PER_ACCOUNT workers work on one uid's fds at a time, so a
  * uid whose closes hang holds that many threads and its own queued fds,
  * and every other uid's fds still close.  Until an fd is closed it stays

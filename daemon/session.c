@@ -55,6 +55,7 @@
 #define OPEN_COST 16     /* units per fd-taking request */
 #define GROUP_BUDGET 128 /* descriptor events taken from one connection per turn */
 #define BYTES_PER_UNIT 256 /* a 64 KiB datagram is a whole budget */
+#define PROTOCOL_LOG_BURST 20 /* protocol errors logged a second */
 
 uint64_t session_token(const Session *s)
 {
@@ -156,11 +157,39 @@ static void close_fds(Session *s, int *fds, size_t n)
         }
 }
 
+/*
+ * Logs a protocol error, at most PROTOCOL_LOG_BURST a second: a client
+ * that reconnects and errs in a loop must not flood the journal (a junk
+ * flood made some 7,000 lines a second).  What was left out is counted in
+ * one line when the next second's first error is logged; np_status counts
+ * them all.
+ */
+static void protocol_error_log(Session *s, const char *what)
+{
+        static int64_t window;
+        static uint32_t logged, skipped;
+        int64_t now = now_ns();
+
+        if (now - window >= NSEC_PER_SEC) {
+                if (skipped)
+                        log_warning("%u more protocol errors in the last second were not logged",
+                                    skipped);
+                window = now;
+                logged = skipped = 0;
+        }
+        if (logged >= PROTOCOL_LOG_BURST) {
+                skipped++;
+                return;
+        }
+        logged++;
+        log_warning("client %" PRIu64 " (pid %d, uid %d, %s): protocol error: %s; dropping it",
+                    s->id, (int)s->pid, (int)s->uid, s->comm, what);
+}
+
 static void protocol_error(Session *s, const char *what)
 {
         s->server->stats.protocol_errors++;
-        log_warning("client %" PRIu64 " (pid %d, %s): protocol error: %s; dropping it", s->id,
-                    (int)s->pid, s->comm, what);
+        protocol_error_log(s, what);
         session_close(s, NULL);
 }
 
