@@ -180,18 +180,7 @@ static int child_end(Child *ch)
 
         close(ch->cmd);
         close(ch->rep);
-        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
-        for (;;) {
-                pid_t r = waitpid(ch->pid, &status, WNOHANG);
-                if (r == ch->pid || (r < 0 && errno != EINTR))
-                        break;
-                if (test_now() > give_up) {
-                        kill(ch->pid, SIGKILL);
-                        waitpid(ch->pid, &status, 0);
-                        break;
-                }
-                fault_sleep_ms(5);
-        }
+        status = fault_reap(ch->pid, 10000);
         ch->pid = -1;
         return status;
 }

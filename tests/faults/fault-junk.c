@@ -116,21 +116,6 @@ static size_t pack_well(uint8_t *buf, uint64_t id)
         return netpoll__v1__client_message__pack(&m, buf);
 }
 
-/* A PING (id) whose Request also carries unknown field 15. */
-static size_t pack_ping_with_unknown(uint8_t *buf, uint64_t id)
-{
-        Netpoll__V1__Request q = raw_request(id, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-        uint8_t inner[64];
-        size_t n = netpoll__v1__request__pack(&q, inner);
-
-        inner[n++] = (15 << 3) | 0;
-        inner[n++] = 0x01;
-        buf[0] = (2 << 3) | 2; /* ClientMessage.requests, length-delimited */
-        buf[1] = (uint8_t)n;
-        memcpy(buf + 2, inner, n);
-        return n + 2;
-}
-
 /* ---- cases ---- */
 
 /* Sends a PING and waits for its reply (ALIVE) or the end (CLOSED). */
@@ -192,7 +177,7 @@ static void cases(void)
         snprintf(what, sizeof(what), "%d unknown fields (%d bytes)", JUNK_FIELDS, JUNK_BYTES);
         one_case(what, junk, JUNK_BYTES, CLOSED);
         one_case("one unknown top-level field (2 bytes)", junk, 2, CLOSED);
-        size_t len = pack_ping_with_unknown(small, 1);
+        size_t len = raw_pack_ping_with_unknown(small, 1);
         one_case("a PING whose Request has an unknown field", small, len, CLOSED);
         snprintf(what, sizeof(what), "%d well-formed requests (%zu bytes)",
                  NP_MAX_REQUESTS_PER_MESSAGE, well_len);

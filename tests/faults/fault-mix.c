@@ -557,21 +557,6 @@ static void act_empty(Attacker *a)
         close(fd);
 }
 
-/* A PING (id) whose Request also carries unknown field 15. */
-static size_t pack_ping_with_unknown(uint8_t *buf, uint64_t id)
-{
-        Netpoll__V1__Request q = raw_request(id, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-        uint8_t inner[64];
-        size_t n = netpoll__v1__request__pack(&q, inner);
-
-        inner[n++] = (15 << 3) | 0;
-        inner[n++] = 0x01;
-        buf[0] = (2 << 3) | 2; /* ClientMessage.requests, length-delimited */
-        buf[1] = (uint8_t)n;
-        memcpy(buf + 2, inner, n);
-        return n + 2;
-}
-
 static const char *const malformed_names[] = {
         "a Request with an unknown field",
         "OPEN with fd_index 1 and 1 fd",
@@ -613,7 +598,7 @@ static void act_malformed(Attacker *a)
         Netpoll__V1__Request *qs[1] = { &q };
         switch (variant) {
         case 0:
-                r = raw_send(fd, buf, pack_ping_with_unknown(buf, 1), NULL, 0);
+                r = raw_send(fd, buf, raw_pack_ping_with_unknown(buf, 1), NULL, 0);
                 break;
         case 1:
                 q.fd_index = 1;

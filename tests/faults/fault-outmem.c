@@ -244,18 +244,7 @@ static int attacker_end(Attacker *a)
 
         close(a->cmd);
         close(a->rep);
-        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
-        for (;;) {
-                pid_t r = waitpid(a->pid, &status, WNOHANG);
-                if (r == a->pid || (r < 0 && errno != EINTR))
-                        break;
-                if (test_now() > give_up) {
-                        kill(a->pid, SIGKILL);
-                        waitpid(a->pid, &status, 0);
-                        break;
-                }
-                fault_sleep_ms(5);
-        }
+        status = fault_reap(a->pid, 10000);
         a->pid = -1;
         return status;
 }

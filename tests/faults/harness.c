@@ -544,18 +544,25 @@ int other_uid_release(OtherUid *o)
                 return -1;
         (void)!write(o->ctl, "x", 1);
         close(o->ctl);
-        int64_t give_up = test_now() + 10 * NSEC_PER_SEC_F;
+        status = fault_reap(o->pid, 10000);
+        o->pid = -1;
+        return status;
+}
+
+int fault_reap(pid_t pid, int timeout_ms)
+{
+        int status = -1;
+        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
+
         for (;;) {
-                pid_t r = waitpid(o->pid, &status, WNOHANG);
-                if (r == o->pid || (r < 0 && errno != EINTR))
-                        break;
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r == pid || (r < 0 && errno != EINTR))
+                        return status;
                 if (test_now() > give_up) {
-                        kill(o->pid, SIGKILL);
-                        waitpid(o->pid, &status, 0);
-                        break;
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                        return status;
                 }
                 fault_sleep_ms(5);
         }
-        o->pid = -1;
-        return status;
 }

@@ -123,6 +123,10 @@ bool fault_await_baseline(np_client *mon, pid_t pid, uint64_t conns, int fds, in
  * settle. */
 int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st);
 
+/* Waits for child pid to end, at most timeout_ms (then SIGKILLs it);
+ * returns its wait status, or -1. */
+int fault_reap(pid_t pid, int timeout_ms);
+
 /* ---- a client of another uid ---- */
 
 #define FAULT_OTHER_UID 65534
@@ -184,6 +188,11 @@ int raw_recv(int sock, int timeout_ms, Netpoll__V1__ServerMessage **ret);
  * (the daemon closes after it).
  */
 int raw_await_reply(int sock, uint64_t id, int timeout_ms, int32_t *ret_result, uint64_t *ret_desc);
+
+/* Packs into buf (>= 80 bytes) a datagram of one PING (id) whose Request
+ * also carries field 15, which the protocol does not define.  Returns its
+ * length. */
+size_t raw_pack_ping_with_unknown(uint8_t *buf, uint64_t id);
 
 /* A request with the given fields (the others zero). */
 Netpoll__V1__Request raw_request(uint64_t id, int op, uint64_t desc, int mode, int64_t ns);

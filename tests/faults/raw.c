@@ -162,3 +162,17 @@ int raw_greeted(const char *sock)
                 fault_die("hello: %s", strerror(-r));
         return fd;
 }
+
+size_t raw_pack_ping_with_unknown(uint8_t *buf, uint64_t id)
+{
+        Netpoll__V1__Request q = raw_request(id, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
+        uint8_t inner[64];
+        size_t n = netpoll__v1__request__pack(&q, inner);
+
+        inner[n++] = (15 << 3) | 0;
+        inner[n++] = 0x01;
+        buf[0] = (2 << 3) | 2; /* ClientMessage.requests, length-delimited */
+        buf[1] = (uint8_t)n;
+        memcpy(buf + 2, inner, n);
+        return n + 2;
+}
