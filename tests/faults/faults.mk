@@ -9,7 +9,7 @@
 # (NETPOLLD_BIN names the daemon; default ./build/netpolld).
 
 FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm \
-                 linger drain fdquota outmem listdescs junk dupfile mix
+                 linger drain fdquota outmem listdescs junk dupfile watchers mix
 FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
@@ -56,5 +56,5 @@ check-faults: $(FAULT_BINS) $(B)/netpolld
 	[ $$fail = 0 ]
 
 # The isolation programs share the victim pinger and the fake service manager.
-FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem mix timerstorm slowreader
+FAULT_PROBE_NAMES := linger drain fdquota listdescs junk dupfile outmem mix timerstorm slowreader watchers
 $(FAULT_PROBE_NAMES:%=$(B)/faults/fault-%): $(O)/tests/faults/probe.o
