@@ -14,9 +14,9 @@
  * requests by fd_index.  A datagram that is oversized, undecodable, sent
  * before the hello, or whose fds do not match its requests one to one is a
  * protocol error: every fd it carried is closed and the client dropped.
- * MSG_CTRUNC is a protocol error too, unless the daemon itself is out of
- * fds, in which case the fd-taking requests of that datagram fail with
- * -EMFILE and the connection lives on.
+ * MSG_CTRUNC means the daemon was out of fds when the datagram came (the
+ * control buffer holds the kernel's most, SCM_MAX_FD): its fd-taking
+ * requests fail with -EMFILE and the connection lives on.
  *
  * Every descriptor a session registers is owned by it (pd.owner), so a
  * client that goes away, however it goes, has each one unregistered from
@@ -221,18 +221,6 @@ static void session_greet(Session *s, const Inbound *in)
                   (int)s->uid, s->comm, s->name);
 }
 
-/* Whether the daemon has no fd to spare (it cannot take passed fds). */
-static bool out_of_fds(void)
-{
-        int probe = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
-
-        if (probe >= 0) {
-                close(probe);
-                return false;
-        }
-        return errno == EMFILE || errno == ENFILE;
-}
-
 /* Binds the fds of a datagram to its requests and runs them. */
 static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds, bool emfile)
 {
@@ -360,15 +348,15 @@ static int session_recv_one(Session *s)
          * bytes), an empty one a unit: what a turn spends on a connection
          * is bounded in time, whatever its datagrams carry. */
         s->work += 1 + (size_t)n / BYTES_PER_UNIT;
+        /* Truncated fds: the buffer has room for the most one message can
+         * carry (SCM_MAX_FD, 253), so the daemon was out of fds.  Probing
+         * for a free fd now would not tell: the closer may have freed one
+         * since. */
         bool emfile = false;
         if (mh.msg_flags & MSG_CTRUNC) {
-                emfile = out_of_fds();
+                emfile = true;
                 close_fds(s, fds, nfds);
                 nfds = 0;
-                if (!emfile) {
-                        protocol_error(s, "truncated SCM_RIGHTS (MSG_CTRUNC)");
-                        return -1;
-                }
         }
         if (mh.msg_flags & MSG_TRUNC) {
                 close_fds(s, fds, nfds);

@@ -154,25 +154,6 @@ static bool child_fork(Child *ch, int *ret_cmd, int *ret_rep)
         return false;
 }
 
-/* Reads exactly len bytes within timeout_ms; false on timeout or EOF. */
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
-        size_t got = 0;
-
-        for (int i = 0; i < 10000 && got < len; i++) {
-                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-                        return false;
-                ssize_t n = read(fd, (char *)buf + got, len - got);
-                if (n <= 0)
-                        return false;
-                got += (size_t)n;
-        }
-        return got == len;
-}
-
 /* Tells the child to end (closing its command pipe) and reaps it within 10 s. */
 static int child_end(Child *ch)
 {
@@ -314,7 +295,7 @@ static void part_a(int nofile)
         int64_t from = test_now();
         if (child_fork(&ch, &cmd, &rep))
                 fill_main(dm.sock, nconn, nofile + 64, cmd, rep);
-        if (!read_full(ch.rep, &r, sizeof(r), 60000))
+        if (!fault_read_full(ch.rep, &r, sizeof(r), 60000))
                 fault_die("part A: the uid %d attacker did not report", FAULT_OTHER_UID);
         int held = r.registered + r.conns;
         fault_say("part A: uid %d: %d connections, %d descriptors registered in %.0f ms (%d fds "
@@ -490,7 +471,7 @@ static void __attribute__((noreturn)) loop_main(const char *sock, int quota, int
 {
         LoopCmd c;
 
-        for (int n = 0; n < 10000 && read_full(cmd, &c, sizeof(c), 120000); n++) {
+        for (int n = 0; n < 10000 && fault_read_full(cmd, &c, sizeof(c), 120000); n++) {
                 LoopReport r = { .min_ok = -1 };
                 for (int i = 0; i < c.iters; i++) {
                         int fd = loop_connect(sock, &r);
@@ -548,7 +529,7 @@ static void loop_run(PartB *b, bool attack, int iters)
         LoopReport r;
 
         if (write(b->ch.cmd, &c, sizeof(c)) != (ssize_t)sizeof(c) ||
-            !read_full(b->ch.rep, &r, sizeof(r), 120000))
+            !fault_read_full(b->ch.rep, &r, sizeof(r), 120000))
                 fault_die("part B: the uid %d attacker did not report", FAULT_OTHER_UID);
         add_report(&b->sum[attack], &r);
 }

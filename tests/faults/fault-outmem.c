@@ -75,25 +75,6 @@ typedef struct Attacker {
         int cmd, rep;
 } Attacker;
 
-/* Reads exactly len bytes within timeout_ms; false on timeout or EOF. */
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
-        size_t got = 0;
-
-        for (int i = 0; i < 10000 && got < len; i++) {
-                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-                        return false;
-                ssize_t n = read(fd, (char *)buf + got, len - got);
-                if (n <= 0)
-                        return false;
-                got += (size_t)n;
-        }
-        return got == len;
-}
-
 /* The packed ClientMessage of 255 PINGs (ids 1..255: the replies are only
  * counted, never matched). */
 static uint8_t *pings_pack(size_t *ret_len)
@@ -206,7 +187,7 @@ static void __attribute__((noreturn)) attacker_main(const char *sock, int n, int
         PumpCmd c;
         PumpReport r;
 
-        for (int i = 0; i < 1000 && read_full(cmd, &c, sizeof(c), 300000); i++) {
+        for (int i = 0; i < 1000 && fault_read_full(cmd, &c, sizeof(c), 300000); i++) {
                 pump(sock, n, &c, &r);
                 (void)!write(rep, &r, sizeof(r));
         }
@@ -271,7 +252,7 @@ static void run_window(void *arg, bool attack, int round)
         int fds;
 
         if (write(run->a.cmd, &c, sizeof(c)) != (ssize_t)sizeof(c) ||
-            !read_full(run->a.rep, &r, sizeof(r), c.ms + 120000))
+            !fault_read_full(run->a.rep, &r, sizeof(r), c.ms + 120000))
                 fault_die("the uid %d attacker did not report", FAULT_OTHER_UID);
         /* The window covers the daemon's teardown of the connections too. */
         if (!fault_await_baseline(run->mon, run->dm->pid, 2, run->base_fds, 10000, &st, &fds)) {

@@ -566,3 +566,22 @@ int fault_reap(pid_t pid, int timeout_ms)
                 fault_sleep_ms(5);
         }
 }
+
+bool fault_read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+        int64_t give_up = test_now() + (int64_t)timeout_ms * NSEC_PER_MSEC_F;
+        size_t got = 0;
+
+        for (int i = 0; i < 10000 && got < len; i++) {
+                int64_t left = (give_up - test_now()) / NSEC_PER_MSEC_F;
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+                        return false;
+                ssize_t n = read(fd, (char *)buf + got, len - got);
+                if (n <= 0)
+                        return false;
+                got += (size_t)n;
+        }
+        return got == len;
+}
+

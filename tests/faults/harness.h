@@ -123,6 +123,10 @@ bool fault_await_baseline(np_client *mon, pid_t pid, uint64_t conns, int fds, in
  * settle. */
 int fault_settle(np_client *mon, pid_t pid, uint64_t conns, struct np_status *st);
 
+/* Reads exactly len bytes from fd (a child's report pipe) within
+ * timeout_ms; false on timeout or EOF. */
+bool fault_read_full(int fd, void *buf, size_t len, int timeout_ms);
+
 /* Waits for child pid to end, at most timeout_ms (then SIGKILLs it);
  * returns its wait status, or -1. */
 int fault_reap(pid_t pid, int timeout_ms);
