@@ -288,8 +288,11 @@ static void listener_refuse(Server *s, int fd, int error)
         /* Read the hello if it is already there: closing with unread data
          * makes the kernel reset the connection ahead of our reason.  With
          * its fds, if it brought any: dropped unread, they would be closed
-         * right here, and a client's fd may take long to close. */
-        if (recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) >= 0)
+         * right here, and a client's fd may take long to close.  Not when
+         * out of fds: the kernel would drop the fds it cannot install in
+         * this very call (the client library reads the reason after the
+         * reset anyway). */
+        if (error != -EMFILE && recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) >= 0)
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                                 continue;
