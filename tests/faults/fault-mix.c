@@ -694,27 +694,14 @@ static void act_lists(Attacker *a)
 
 static void act_pipeline(Attacker *a)
 {
-        static Netpoll__V1__Request q[PIPELINE_PINGS], *qs[PIPELINE_PINGS];
         static uint8_t *buf;
         static size_t len;
         int64_t until = test_now() + 3 * NSEC_PER_SEC_F;
         bool dropped = false;
         int fd;
 
-        if (!buf) {
-                Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
-                for (int i = 0; i < PIPELINE_PINGS; i++) {
-                        q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-                        qs[i] = &q[i];
-                }
-                m.requests = qs;
-                m.n_requests = PIPELINE_PINGS;
-                len = netpoll__v1__client_message__get_packed_size(&m);
-                buf = malloc(len);
-                if (!buf)
-                        fault_die("out of memory");
-                netpoll__v1__client_message__pack(&m, buf);
-        }
+        if (!buf)
+                buf = raw_pack_pings(PIPELINE_PINGS, &len);
         fd = att_greeted(a, A_PIPELINE);
         if (fd < 0)
                 return;

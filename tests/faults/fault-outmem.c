@@ -75,29 +75,6 @@ typedef struct Attacker {
         int cmd, rep;
 } Attacker;
 
-/* The packed ClientMessage of 255 PINGs (ids 1..255: the replies are only
- * counted, never matched). */
-static uint8_t *pings_pack(size_t *ret_len)
-{
-        static Netpoll__V1__Request q[PINGS_PER_DATAGRAM];
-        static Netpoll__V1__Request *qs[PINGS_PER_DATAGRAM];
-        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
-
-        for (int i = 0; i < PINGS_PER_DATAGRAM; i++) {
-                q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-                qs[i] = &q[i];
-        }
-        m.requests = qs;
-        m.n_requests = PINGS_PER_DATAGRAM;
-        size_t len = netpoll__v1__client_message__get_packed_size(&m);
-        uint8_t *buf = malloc(len);
-        if (!buf)
-                fault_die("out of memory");
-        netpoll__v1__client_message__pack(&m, buf);
-        *ret_len = len;
-        return buf;
-}
-
 /* Reads what is queued on fd without blocking (at most 64 datagrams);
  * false when the daemon closed it. */
 static bool drain_replies(int fd, uint8_t *buf, size_t len, int64_t *bytes)
@@ -119,7 +96,7 @@ static void pump(const char *sock, int n, const PumpCmd *c, PumpReport *r)
         static int fd[MAX_CONNS];
         static uint8_t rbuf[64 * 1024];
         size_t len;
-        uint8_t *msg = pings_pack(&len);
+        uint8_t *msg = raw_pack_pings(PINGS_PER_DATAGRAM, &len);
         int alive = 0;
 
         *r = (PumpReport){ 0 };

@@ -193,6 +193,10 @@ int raw_recv(int sock, int timeout_ms, Netpoll__V1__ServerMessage **ret);
  */
 int raw_await_reply(int sock, uint64_t id, int timeout_ms, int32_t *ret_result, uint64_t *ret_desc);
 
+/* A malloc'd datagram of n PINGs, ids 1..n (replies counted, not
+ * matched); its length in *ret_len. */
+uint8_t *raw_pack_pings(int n, size_t *ret_len);
+
 /* Packs into buf (>= 80 bytes) a datagram of one PING (id) whose Request
  * also carries field 15, which the protocol does not define.  Returns its
  * length. */

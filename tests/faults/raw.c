@@ -176,3 +176,28 @@ size_t raw_pack_ping_with_unknown(uint8_t *buf, uint64_t id)
         memcpy(buf + 2, inner, n);
         return n + 2;
 }
+
+uint8_t *raw_pack_pings(int n, size_t *ret_len)
+{
+        Netpoll__V1__Request *q = calloc((size_t)n, sizeof(*q));
+        Netpoll__V1__Request **qs = calloc((size_t)n, sizeof(*qs));
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+
+        if (!q || !qs)
+                fault_die("out of memory");
+        for (int i = 0; i < n; i++) {
+                q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
+                qs[i] = &q[i];
+        }
+        m.requests = qs;
+        m.n_requests = (size_t)n;
+        size_t len = netpoll__v1__client_message__get_packed_size(&m);
+        uint8_t *buf = malloc(len);
+        if (!buf)
+                fault_die("out of memory");
+        netpoll__v1__client_message__pack(&m, buf);
+        free(q);
+        free(qs);
+        *ret_len = len;
+        return buf;
+}
