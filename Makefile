@@ -267,5 +267,7 @@ clean:
 -include tests/bench/bench.mk
 -include tests/fuzz/fuzz.mk
 -include tests/faults/faults.mk
+# The Debian package (make deb) and the checks under a real systemd (make check-systemd).
+-include tests/systemd/systemd.mk
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
