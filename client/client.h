@@ -33,6 +33,10 @@ typedef struct Ring {
  * unlinks it, the reader fills it in from the reply with the same id. */
 typedef struct Pending {
         uint64_t id;
+        const Netpoll__V1__Request *req; /* the call's, and its fd: sent again after a restart */
+        int fd;
+        bool sent;     /* under send_lock: it left, so a restart must send it again */
+        bool replayed; /* it was sent again to a restarted daemon */
         bool done;
         int result;
         uint64_t desc;
@@ -65,6 +69,9 @@ struct np_client {
         Ring events;     /* np_event, for np_poll */
         Ring watch;      /* np_watch_event, for np_watch_read */
         uint64_t connection_id;
+        uint32_t version;     /* of the protocol, agreed in the handshake */
+        bool resume_pending;  /* a restarted daemon said `resumed`: request_resume */
+        uint64_t resumes;     /* how many times it happened */
         int64_t clock_offset; /* daemon's CLOCK_MONOTONIC minus ours (time namespaces) */
 
         Arena arena; /* the reader's */

@@ -16,6 +16,14 @@ typedef struct DescEntry {
         uint64_t desc; /* 0: empty (the daemon never hands out 0) */
         uint32_t outstanding_r; /* waits of mode 'r' sent whose outcome has not arrived */
         uint32_t outstanding_w;
+        /* What the daemon was sent, for a restarted daemon (request.c:
+         * request_resume): arms whose event has not come, the last
+         * deadline of each mode (as sent: absolute, 0 none, < 0 expired),
+         * and whether it was unblocked. */
+        uint16_t armed_r, armed_w;
+        bool deadline_r_set, deadline_w_set;
+        bool unblocked;
+        int64_t deadline_r, deadline_w;
 } DescEntry;
 
 typedef struct DescTable {
@@ -39,4 +47,10 @@ void desctab_done(DescTable *t);
 static inline uint32_t *desctab_outstanding(DescEntry *e, int mode)
 {
         return mode == 'r' ? &e->outstanding_r : &e->outstanding_w;
+}
+
+/* The armed counter of mode ('r' or 'w') in e. */
+static inline uint16_t *desctab_armed(DescEntry *e, int mode)
+{
+        return mode == 'r' ? &e->armed_r : &e->armed_w;
 }

@@ -112,7 +112,7 @@ static int handshake(np_client *c)
         struct pollfd pfd = { .fd = c->sock, .events = POLLIN };
         int r;
 
-        h.version = WIRE_PROTOCOL_VERSION;
+        h.version = NP_PROTOCOL_VERSION;
         h.name = program_invocation_short_name;
         m.hello = &h;
         int64_t sent = now_ns();
@@ -141,8 +141,10 @@ static int handshake(np_client *c)
                 return r;
         if (w->error)
                 return w->error < 0 ? w->error : -EPROTO;
-        if (!w->welcome || w->welcome->version != WIRE_PROTOCOL_VERSION)
+        if (!w->welcome || w->welcome->version < NP_PROTOCOL_VERSION_MIN ||
+            w->welcome->version > NP_PROTOCOL_VERSION)
                 return -EPROTO;
+        c->version = w->welcome->version;
         c->connection_id = w->welcome->connection_id;
         c->clock_offset = clock_offset(sent, w->welcome->monotonic_ns, now_ns());
         return 0;
@@ -346,8 +348,15 @@ NP_EXPORT int np_arm(np_client *c, np_desc d, int mode)
                 r = request_send_quiet(c, &q);
         } else
                 r = simple(c, NETPOLL__V1__OP__OP_ARM, d, mode, 0);
-        if (r < 0)
+        if (r < 0) {
                 outstanding_add(c, d, mode, -1);
+                /* Refused after it left: no event will come for it. */
+                pthread_mutex_lock(&c->lock);
+                DescEntry *e = desctab_find(&c->descs, d);
+                if (e && mode_is_rw(mode) && *desctab_armed(e, mode))
+                        (*desctab_armed(e, mode))--;
+                pthread_mutex_unlock(&c->lock);
+        }
         return r;
 }
 

@@ -13,6 +13,7 @@
 #define NETPOLL_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -130,6 +131,12 @@ struct np_status {
         uint32_t max_descriptors;
         uint32_t max_output_bytes;
         uint64_t handshake_timeout_ns;
+        /* Restarts (netpoll(3), RESTARTS): */
+        int64_t started_unix_ns;   /* when this instance started (CLOCK_REALTIME) */
+        uint64_t instance;         /* 1 after a fresh start, +1 at every restart that resumed */
+        uint64_t resumed_connections; /* taken over by this instance */
+        uint64_t resumed_descriptors;
+        bool fd_store;             /* keeping its state in systemd's fd store (--fd-store) */
 };
 
 /* State of one direction of a descriptor, as np_list_descs reports it. */

@@ -125,6 +125,8 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                 c->dead = true;
                 return;
         }
+        if (m->resumed) /* a new daemon instance: request_resume, once the lock is free */
+                c->resume_pending = true;
         for (size_t i = 0; i < m->n_replies; i++) {
                 const Netpoll__V1__Reply *r = m->replies[i];
                 for (Pending *p = c->pending; p; p = p->next) {
@@ -169,6 +171,11 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                                         .max_descriptors = s->max_descriptors,
                                         .max_output_bytes = s->max_output_bytes,
                                         .handshake_timeout_ns = s->handshake_timeout_ns,
+                                        .started_unix_ns = (int64_t)s->started_unix_ns,
+                                        .instance = s->instance,
+                                        .resumed_connections = s->resumed_connections,
+                                        .resumed_descriptors = s->resumed_descriptors,
+                                        .fd_store = s->fd_store,
                                 };
                                 snprintf(o->version, sizeof(o->version), "%s",
                                          s->version ? s->version : "");
@@ -183,6 +190,8 @@ static void apply(np_client *c, const Netpoll__V1__ServerMessage *m)
                 DescEntry *d = desctab_find(&c->descs, e->desc);
                 if (d && (e->mode == 'r' || e->mode == 'w') && *desctab_outstanding(d, e->mode))
                         (*desctab_outstanding(d, e->mode))--;
+                if (d && (e->mode == 'r' || e->mode == 'w') && *desctab_armed(d, e->mode))
+                        (*desctab_armed(d, e->mode))--;
                 if (ring_push(&c->events, &ev) < 0)
                         c->dead = true; /* cannot lose an outcome silently */
         }
@@ -237,7 +246,10 @@ void reader_turn(np_client *c, int64_t deadline, bool watch_break, const Pending
                          * another recvmsg would only say EAGAIN, and the
                          * role passes on to whoever waits for more. */
                         bool stop = c->dead || (want && want->done) || (q && q->len > 0);
+                        bool resume = c->resume_pending;
                         pthread_mutex_unlock(&c->lock);
+                        if (resume)
+                                request_resume(c);
                         if (stop)
                                 break;
                 }

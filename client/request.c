@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "reader.h"
 
@@ -29,6 +30,42 @@ static void mark_dead(np_client *c)
 {
         pthread_mutex_lock(&c->lock);
         c->dead = true;
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* Records what the daemon is being sent about a descriptor, so that a
+ * restarted daemon can be told again (request_resume).  Called with
+ * send_lock held, before the datagram leaves. */
+static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
+{
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < n; i++) {
+                const Netpoll__V1__Request *q = qs[i];
+                DescEntry *e = desctab_find(&c->descs, q->desc);
+                if (!e)
+                        continue;
+                switch (q->op) {
+                case NETPOLL__V1__OP__OP_ARM:
+                        if (q->mode == 'r' || q->mode == 'w')
+                                (*desctab_armed(e, q->mode))++;
+                        break;
+                case NETPOLL__V1__OP__OP_SET_DEADLINE:
+                        if (q->mode == 'r' || q->mode == NP_RW) {
+                                e->deadline_r = q->ns;
+                                e->deadline_r_set = true;
+                        }
+                        if (q->mode == 'w' || q->mode == NP_RW) {
+                                e->deadline_w = q->ns;
+                                e->deadline_w_set = true;
+                        }
+                        break;
+                case NETPOLL__V1__OP__OP_UNBLOCK:
+                        e->unblocked = true;
+                        break;
+                default:
+                        break;
+                }
+        }
         pthread_mutex_unlock(&c->lock);
 }
 
@@ -59,6 +96,7 @@ static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
                 return 0;
         m.requests = qs;
         m.n_requests = n;
+        note_sent(c, qs, n);
         r = wire_send(c->sock, &m, fd);
         if (r < 0 && fd >= 0 && r != -ECONNRESET) {
                 int rb = 0;
@@ -105,6 +143,130 @@ int request_send_quiet(np_client *c, const Netpoll__V1__Request *q)
         return r;
 }
 
+/* What a call gets when the daemon went away for good before answering:
+ * a parked wait ends as on a closing descriptor (systemctl stop with the
+ * fd store ends waits that way, as a lame-duck stop does); anything else
+ * finds the connection gone. */
+static int lost_result(const Netpoll__V1__Request *q)
+{
+        if (q->op == NETPOLL__V1__OP__OP_WAIT || q->op == NETPOLL__V1__OP__OP_WAIT_CANCELED)
+                return NP_ERR_CLOSING;
+        return -ECONNRESET;
+}
+
+static int pending_cmp(const void *a, const void *b)
+{
+        uint64_t x = (*(Pending *const *)a)->id, y = (*(Pending *const *)b)->id;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Sends reqs[0..n) in datagrams of at most BATCH_MAX + 1, fds alone. */
+static int send_all(np_client *c, Netpoll__V1__Request **reqs, const int *fds, size_t n)
+{
+        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+
+        for (size_t i = 0; i < n;) {
+                size_t k = 0;
+                int fd = -1;
+                if (fds[i] >= 0) {
+                        fd = fds[i];
+                        reqs[i]->fd_index = 0;
+                        k = 1;
+                } else
+                        while (i + k < n && k < BATCH_MAX + 1 && fds[i + k] < 0)
+                                k++;
+                m.requests = reqs + i;
+                m.n_requests = k;
+                int r = wire_send(c->sock, &m, fd);
+                /* A fd the kernel refuses now was passed before: the
+                 * replayed open fails alone, as it would have. */
+                if (r < 0 && (fd < 0 || r == -ECONNRESET))
+                        return r;
+                i += k;
+        }
+        return 0;
+}
+
+void request_resume(np_client *c)
+{
+        pthread_mutex_lock(&c->send_lock);
+        pthread_mutex_lock(&c->lock);
+        if (!c->resume_pending || c->dead) {
+                pthread_mutex_unlock(&c->lock);
+                pthread_mutex_unlock(&c->send_lock);
+                return;
+        }
+        c->resume_pending = false;
+        c->resumes++;
+
+        size_t np = 0, n = 0;
+        for (Pending *p = c->pending; p; p = p->next)
+                np += p->sent && !p->done;
+        /* OP_RESUME, then per descriptor an unblock, two deadlines and two
+         * arms at most, then the calls still waiting for their replies. */
+        size_t cap = 1 + 5 * c->descs.n + np;
+        Netpoll__V1__Request *qs = calloc(cap, sizeof(*qs));
+        Netpoll__V1__Request **ptrs = calloc(cap, sizeof(*ptrs));
+        int *fds = calloc(cap, sizeof(*fds));
+        Pending **ps = calloc(np ? np : 1, sizeof(*ps));
+        int r = qs && ptrs && fds && ps ? 0 : -ENOMEM;
+        if (r == 0) {
+#define ADD(OP, D, MODE, NS)                                                                       \
+        do {                                                                                       \
+                qs[n] = (Netpoll__V1__Request)NETPOLL__V1__REQUEST__INIT;                          \
+                qs[n].op = (OP);                                                                   \
+                qs[n].desc = (D);                                                                  \
+                qs[n].mode = (MODE);                                                               \
+                qs[n].ns = (NS);                                                                   \
+                qs[n].absolute = true;                                                             \
+                qs[n].quiet = true;                                                                \
+                ptrs[n] = &qs[n];                                                                  \
+                fds[n] = -1;                                                                       \
+                n++;                                                                               \
+        } while (0)
+                ADD(NETPOLL__V1__OP__OP_RESUME, 0, 0, 0);
+                for (size_t i = 0; i < c->descs.cap; i++) {
+                        const DescEntry *e = &c->descs.slots[i];
+                        if (!e->desc)
+                                continue;
+                        if (e->unblocked)
+                                ADD(NETPOLL__V1__OP__OP_UNBLOCK, e->desc, 0, 0);
+                        if (e->deadline_r_set)
+                                ADD(NETPOLL__V1__OP__OP_SET_DEADLINE, e->desc, 'r', e->deadline_r);
+                        if (e->deadline_w_set)
+                                ADD(NETPOLL__V1__OP__OP_SET_DEADLINE, e->desc, 'w', e->deadline_w);
+                        if (e->armed_r)
+                                ADD(NETPOLL__V1__OP__OP_ARM, e->desc, 'r', 0);
+                        if (e->armed_w)
+                                ADD(NETPOLL__V1__OP__OP_ARM, e->desc, 'w', 0);
+                }
+#undef ADD
+                size_t k = 0;
+                for (Pending *p = c->pending; p; p = p->next)
+                        if (p->sent && !p->done)
+                                ps[k++] = p;
+                qsort(ps, k, sizeof(*ps), pending_cmp);
+                for (size_t i = 0; i < k; i++) {
+                        ps[i]->replayed = true;
+                        ptrs[n] = (Netpoll__V1__Request *)ps[i]->req;
+                        fds[n++] = ps[i]->fd;
+                }
+                pthread_mutex_unlock(&c->lock);
+                r = send_all(c, ptrs, fds, n);
+                pthread_mutex_lock(&c->lock);
+        }
+        if (r < 0)
+                c->dead = true; /* cannot resume: every call says so */
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_unlock(&c->send_lock);
+        free(qs);
+        free(ptrs);
+        free(fds);
+        free(ps);
+}
+
 int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
 {
         int r;
@@ -115,6 +277,10 @@ int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
                 return -ECONNRESET;
         }
         q->id = p->id = ++c->next_id;
+        p->req = q;
+        p->fd = fd;
+        p->sent = false;
+        p->replayed = false;
         p->done = false;
         p->next = c->pending;
         c->pending = p;
@@ -123,6 +289,7 @@ int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
         atomic_fetch_add(&c->inside, 1);
         pthread_mutex_lock(&c->send_lock);
         r = send_locked(c, q, fd);
+        p->sent = r >= 0;
         pthread_mutex_unlock(&c->send_lock);
 
         pthread_mutex_lock(&c->lock);
@@ -133,7 +300,11 @@ int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
                         else
                                 pthread_cond_wait(&c->cond, &c->lock);
                 }
-                r = p->done ? p->result : -ECONNRESET;
+                r = p->done ? p->result : lost_result(q);
+                /* The previous instance closed it and went before it could
+                 * say so: the replay finds nothing to close. */
+                if (p->done && p->replayed && q->op == NETPOLL__V1__OP__OP_CLOSE && r == -EBADF)
+                        r = 0;
         }
         pending_remove(c, p);
         pthread_mutex_unlock(&c->lock);

@@ -26,3 +26,10 @@ int request_send_quiet(np_client *c, const Netpoll__V1__Request *q);
  * gone).
  */
 int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p);
+
+/* After a `resumed` notice (c->resume_pending): sends OP_RESUME, then what
+ * the daemon was told about each descriptor (unblocks, deadlines as the
+ * absolute times sent, arms whose event has not come) and every call that
+ * still waits for its reply, with the same ids.  Takes send_lock and lock
+ * (neither may be held).  On failure the connection is dead. */
+void request_resume(np_client *c);

@@ -11,8 +11,9 @@
 #include "../common/arena.h"
 #include "netpoll.pb-c.h"
 
-#define WIRE_PROTOCOL_VERSION 1
-#define WIRE_MAX_MESSAGE_BYTES (64 * 1024)
+#include "../common/protocol.h"
+
+#define WIRE_MAX_MESSAGE_BYTES NP_MAX_MESSAGE_BYTES
 
 /* Packs m and sends it on sock (blocking), with fd (borrowed) attached as
  * SCM_RIGHTS when fd >= 0.  Returns 0 or -errno. */

@@ -225,7 +225,8 @@ size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, s
         return netpoll__v1__server_message__pack(&m, buf);
 }
 
-size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t connection_id)
+size_t codec_encode_welcome(uint8_t *buf, uint32_t version, uint32_t max_descriptors,
+                            uint64_t connection_id)
 {
         Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
         Netpoll__V1__Welcome w = NETPOLL__V1__WELCOME__INIT;
@@ -235,7 +236,7 @@ size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t con
         l.max_fds_per_message = NP_MAX_FDS_PER_MESSAGE;
         l.max_message_bytes = NP_MAX_MESSAGE_BYTES;
         l.max_requests_per_message = NP_MAX_REQUESTS_PER_MESSAGE;
-        w.version = NP_PROTOCOL_VERSION;
+        w.version = version;
         w.limits = &l;
         w.server = (char *)"netpolld " NETPOLL_VERSION;
         w.connection_id = connection_id;
@@ -253,5 +254,16 @@ size_t codec_encode_error(uint8_t *buf, int32_t error)
         w.server = (char *)"netpolld " NETPOLL_VERSION;
         m.welcome = &w;
         m.error = error;
+        return netpoll__v1__server_message__pack(&m, buf);
+}
+
+size_t codec_encode_resumed(uint8_t *buf, uint64_t connection_id)
+{
+        Netpoll__V1__ServerMessage m = NETPOLL__V1__SERVER_MESSAGE__INIT;
+        Netpoll__V1__Resumed r = NETPOLL__V1__RESUMED__INIT;
+
+        r.connection_id = connection_id;
+        r.monotonic_ns = now_ns();
+        m.resumed = &r;
         return netpoll__v1__server_message__pack(&m, buf);
 }

@@ -12,15 +12,7 @@
 #include "../common/arena.h"
 #include "netpoll.pb-c.h"
 
-#define NP_PROTOCOL_VERSION 1
-#define NP_MAX_MESSAGE_BYTES (64 * 1024)
-#define NP_MAX_FDS_PER_MESSAGE 253
-/* A datagram is decoded and run in one piece (protobuf-c, about 0.16 us a
- * request): 256 bound that piece to some 40 us of the loop for plain
- * requests.  Opens cost more (fstat, epoll_ctl: about 3 us each), so a
- * datagram of NP_MAX_FDS_PER_MESSAGE opens still takes some 0.8 ms.  The
- * library's batch (client/client.h: BATCH_MAX) plus one request fits. */
-#define NP_MAX_REQUESTS_PER_MESSAGE 256
+#include "../common/protocol.h"
 
 typedef struct NpRequest {
         uint64_t id;
@@ -85,7 +77,10 @@ int codec_decode(Arena *a, const uint8_t *buf, size_t len, Inbound *ret);
  */
 size_t codec_encode(const Outbound *items, size_t n, uint8_t *buf, size_t cap, size_t *ret_used);
 
-/* Packs a ServerMessage carrying only a welcome, or only an error with the
- * server's version.  Returns the number of bytes (fits in 256). */
-size_t codec_encode_welcome(uint8_t *buf, uint32_t max_descriptors, uint64_t connection_id);
+/* Packs a ServerMessage carrying only a welcome (for a connection of that
+ * protocol version), only an error with the server's version, or only a
+ * resumed notice.  Returns the number of bytes (fits in 256). */
+size_t codec_encode_welcome(uint8_t *buf, uint32_t version, uint32_t max_descriptors,
+                            uint64_t connection_id);
 size_t codec_encode_error(uint8_t *buf, int32_t error);
+size_t codec_encode_resumed(uint8_t *buf, uint64_t connection_id);

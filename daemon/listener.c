@@ -8,6 +8,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,16 +63,10 @@ static int probe_live(const struct sockaddr_un *addr)
         return errno == ECONNREFUSED || errno == ENOENT ? 0 : -errno;
 }
 
-static int listener_from_systemd(Server *s, char *err, size_t errlen)
+/* Takes fd (systemd's, or a previous instance's) as the listener.
+ * Returns 1 or -errno with a message. */
+static int listener_take(Server *s, int fd, char *err, size_t errlen)
 {
-        int n = sd_listen_fds(1);
-
-        if (n <= 0)
-                return n;
-        if (n != 1)
-                return errf(err, errlen, -EINVAL, "systemd passed %s sockets, expected one",
-                            n > 1 ? "several" : "no");
-        int fd = SD_LISTEN_FDS_START;
         int r = sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0);
         if (r <= 0)
                 return errf(err, errlen, r < 0 ? r : -EINVAL, "%s",
@@ -82,6 +77,45 @@ static int listener_from_systemd(Server *s, char *err, size_t errlen)
                 return errf(err, errlen, -errno, "%s", "passed socket");
         s->listen_fd = fd;
         s->listen_owned = false;
+        return 1;
+}
+
+static int listener_from_systemd(Server *s, char *err, size_t errlen)
+{
+        int n = sd_listen_fds(1);
+
+        if (n <= 0)
+                return n;
+        if (n != 1)
+                return errf(err, errlen, -EINVAL, "systemd passed %s sockets, expected one",
+                            n > 1 ? "several" : "no");
+        return listener_take(s, SD_LISTEN_FDS_START, err, errlen);
+}
+
+/* A listener a previous instance of ours bound at socket_path is ours to
+ * remove at exit, as long as the file is still that socket. */
+static int listener_from_previous(Server *s, char *err, size_t errlen)
+{
+        int fd = s->adopted_listen;
+        struct sockaddr_un addr;
+        socklen_t len = sizeof(addr);
+        struct stat st, fst;
+
+        s->adopted_listen = -1;
+        int r = listener_take(s, fd, err, errlen);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
+            len > offsetof(struct sockaddr_un, sun_path) + 1 &&
+            strncmp(addr.sun_path, s->config->socket_path, sizeof(addr.sun_path)) == 0 &&
+            lstat(s->config->socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            fstat(fd, &fst) == 0) {
+                s->sock_dev = st.st_dev;
+                s->sock_ino = st.st_ino;
+                s->listen_owned = true;
+        }
         return 1;
 }
 
@@ -135,7 +169,8 @@ int listener_open(Server *s, char *err, size_t errlen)
         size_t name_at = 0;
         int r;
 
-        r = listener_from_systemd(s, err, errlen);
+        r = s->adopted_listen >= 0 ? listener_from_previous(s, err, errlen)
+                                   : listener_from_systemd(s, err, errlen);
         if (r != 0)
                 return r < 0 ? r : 0;
         if (strlen(path) >= sizeof(addr.sun_path))
@@ -216,15 +251,13 @@ void listener_close(Server *s)
         s->listen_owned = false;
 }
 
-/* Finds a free connection index, growing the table.  -ENOMEM. */
-static int listener_index_alloc(Server *s, uint32_t *ret)
+int listener_sessions_grow(Server *s, uint32_t need)
 {
-        for (uint32_t i = 0; i < s->sessions_cap; i++)
-                if (!s->sessions[i]) {
-                        *ret = i;
-                        return 0;
-                }
-        uint32_t cap = s->sessions_cap ? s->sessions_cap * 2 : 16;
+        if (need <= s->sessions_cap)
+                return 0;
+        uint32_t cap = s->sessions_cap ? s->sessions_cap : 16;
+        while (cap < need)
+                cap *= 2;
         Session **sessions = realloc(s->sessions, cap * sizeof(*sessions));
         if (!sessions)
                 return -ENOMEM;
@@ -237,8 +270,23 @@ static int listener_index_alloc(Server *s, uint32_t *ret)
                 s->sessions[i] = NULL;
                 s->session_gens[i] = 1;
         }
-        *ret = s->sessions_cap;
         s->sessions_cap = cap;
+        return 0;
+}
+
+/* Finds a free connection index, growing the table.  -ENOMEM. */
+static int listener_index_alloc(Server *s, uint32_t *ret)
+{
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (!s->sessions[i]) {
+                        *ret = i;
+                        return 0;
+                }
+        uint32_t i = s->sessions_cap;
+        int r = listener_sessions_grow(s, i + 1);
+        if (r < 0)
+                return r;
+        *ret = i;
         return 0;
 }
 

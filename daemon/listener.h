@@ -18,6 +18,9 @@ typedef struct Server Server;
 /* Sets s->listen_fd.  Returns 0 or -errno with a message in err. */
 int listener_open(Server *s, char *err, size_t errlen);
 
+/* Grows the connection table to at least need entries.  0 or -ENOMEM. */
+int listener_sessions_grow(Server *s, uint32_t need);
+
 /* Closes the listener and removes the socket file if this process created
  * it and it is still the same file. */
 void listener_close(Server *s);

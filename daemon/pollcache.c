@@ -86,6 +86,37 @@ int pollcache_alloc(PollCache *c, PollSlot **ret)
         return 0;
 }
 
+int pollcache_restore(PollCache *c, uint32_t index, uint32_t gen, PollSlot **ret)
+{
+        if (!(gen & 1) || index > TOKEN_INDEX_MAX)
+                return -EINVAL;
+        while (index >= pollcache_allocated(c)) {
+                int r = pollcache_grow(c);
+                if (r < 0)
+                        return r;
+        }
+        PollSlot *s = pollcache_slot(c, index);
+        if (pollcache_slot_in_use(s))
+                return -EEXIST;
+        s->gen = gen;
+        s->pd.user = 0;
+        c->in_use++;
+        *ret = s;
+        return 0;
+}
+
+void pollcache_rebuild_free(PollCache *c)
+{
+        c->free_head = POLLCACHE_NONE;
+        for (uint32_t i = pollcache_allocated(c); i-- > 0;) {
+                PollSlot *s = pollcache_slot(c, i);
+                if (!pollcache_slot_in_use(s)) {
+                        s->pd.user = c->free_head;
+                        c->free_head = i;
+                }
+        }
+}
+
 /* The slot named by a list link (index + 1). */
 static PollSlot *link_slot(const PollCache *c, uint32_t link)
 {

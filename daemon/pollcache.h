@@ -40,6 +40,14 @@ void pollcache_done(PollCache *c);
  * Returns 0 and the slot in *ret, -ENOMEM, or -ENOSPC past the index limit. */
 int pollcache_alloc(PollCache *c, PollSlot **ret);
 
+/* Restarts: takes slot index with generation gen (odd), as a previous
+ * instance had it, growing the cache to hold it.  The free list is wrong
+ * until pollcache_rebuild_free, which must come before the next
+ * pollcache_alloc.  Returns 0, -EEXIST (taken), -EINVAL, -ENOMEM or
+ * -ENOSPC. */
+int pollcache_restore(PollCache *c, uint32_t index, uint32_t gen, PollSlot **ret);
+void pollcache_rebuild_free(PollCache *c);
+
 /* Returns the slot to the free list and changes its generation (taking
  * it off its owner's list first, if it is on one). */
 void pollcache_free(PollCache *c, PollSlot *s);

@@ -42,6 +42,7 @@
 #include "filecount.h"
 #include "listener.h"
 #include "log.h"
+#include "restore.h"
 #include "session.h"
 #include "token.h"
 
@@ -93,7 +94,10 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
                 .signal_fd = -1,
                 .poller = { .epfd = -1, .wakefd = -1, .timerfd = -1 },
                 .started_ns = now_ns(),
+                .started_unix_ns = realtime_ns(),
                 .handshake_due = INT64_MAX,
+                .adopted_listen = -1,
+                .store = { .state_fd = -1 },
         };
         pollcache_init(&s->cache);
         timers_init(&s->timers);
@@ -119,6 +123,7 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR2);
         s->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (s->signal_fd < 0)
                 return -errno;
@@ -277,8 +282,19 @@ static void server_signal(Server *s)
                 switch (si.ssi_signo) {
                 case SIGTERM:
                 case SIGINT:
-                        log_info("received %s, shutting down", strsignal((int)si.ssi_signo));
+                        /* With the fd store, a stop leaves every connection
+                         * to the next instance: systemd closes them if none
+                         * comes (systemctl stop), and the library then ends
+                         * parked waits with NP_ERR_CLOSING. */
+                        s->handover = s->store.systemd;
+                        log_info("received %s, %s", strsignal((int)si.ssi_signo),
+                                 s->handover ? "exiting; connections stay in the fd store"
+                                             : "shutting down");
                         s->stopping = true;
+                        break;
+                case SIGUSR2:
+                        log_info("received %s: upgrading in place", strsignal((int)si.ssi_signo));
+                        server_request_upgrade(s);
                         break;
                 case SIGHUP:
                         server_reload(s);
@@ -451,6 +467,11 @@ static int server_housekeeping(Server *s)
         return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
+void server_request_upgrade(Server *s)
+{
+        s->upgrading = s->stopping = s->handover = true;
+}
+
 int server_run(Server *s)
 {
         struct epoll_event evs[MAX_EVENTS];
@@ -484,6 +505,12 @@ int server_run(Server *s)
                 server_expire(s);
                 server_flush(s);
                 server_reap(s, false);
+                if (s->upgrading) {
+                        (void)server_exec(s, s->source.argv);
+                        /* Still here: the exec failed and this instance goes on. */
+                        s->upgrading = s->stopping = s->handover = false;
+                        notify_ready(&s->notify, "upgrade failed; serving");
+                }
         }
         return 0;
 }
@@ -596,6 +623,11 @@ const Netpoll__V1__Status *server_status(Server *s)
         st->slots_allocated = pollcache_allocated(&s->cache);
         st->breaks = s->stats.breaks;
         st->accepted = s->stats.accepted;
+        st->started_unix_ns = (uint64_t)s->started_unix_ns;
+        st->resumed_connections = s->resumed_connections;
+        st->resumed_descriptors = s->resumed_descriptors;
+        st->fd_store = s->store.systemd;
+        st->instance = s->store.instance;
         st->max_connections = s->config->max_connections;
         st->max_connections_per_uid = s->config->max_connections_per_uid;
         st->max_descriptors = s->config->max_descriptors;
@@ -627,6 +659,12 @@ const Netpoll__V1__Status *server_status(Server *s)
 void server_done(Server *s)
 {
         notify_stopping(&s->notify);
+        if (s->handover) {
+                /* Nothing ends: exiting closes this process's copies, and
+                 * the fd store keeps every connection and descriptor. */
+                log_info("handing over %u connections to the next instance", s->n_sessions);
+                return;
+        }
         /* Lame duck: end parked waits with NP_ERR_CLOSING and send that,
          * then end every connection. */
         for (uint32_t i = 0; i < s->sessions_cap; i++)
@@ -652,6 +690,7 @@ void server_done(Server *s)
         arena_done(&s->arena);
         if (closed) /* else a worker stuck in close() still charges them */
                 accounts_done(&s->accounts);
+        fdstore_done(&s->store);
         free(s->rbuf);
         free(s->wbuf);
 }

@@ -15,6 +15,7 @@
 #include "account.h"
 #include "closer.h"
 #include "config.h"
+#include "fdstore.h"
 #include "notify.h"
 #include "netpoll.pb-c.h"
 #include "pollcache.h"
@@ -37,6 +38,10 @@ typedef struct ConfigSource {
         const char *path;            /* --config, or NULL */
         const char *socket_override; /* --socket, or NULL */
         int log_level_override;      /* --log-level, or -1 */
+        bool fd_store;               /* --fd-store: keep state in systemd's fd store */
+        uint32_t fd_store_max;       /* its FileDescriptorStoreMax= (0: not known) */
+        const char *exe;             /* the binary to re-execute for an upgrade */
+        char *const *argv;           /* and its arguments */
 } ConfigSource;
 
 typedef struct Server {
@@ -85,6 +90,14 @@ typedef struct Server {
         int64_t started_ns;
         ServerStats stats;
         bool stopping;
+        bool handover;  /* stopping without ending connections: the next instance takes them */
+        bool upgrading; /* stopping to re-execute (SIGUSR2, OP_UPGRADE) */
+        FdStore store;  /* what outlives the process (fdstore.h) */
+        StoredFd *adopted; /* handed over by the previous instance, until server_resume */
+        size_t n_adopted;
+        int adopted_listen;
+        uint64_t resumed_connections, resumed_descriptors;
+        int64_t started_unix_ns;
         int64_t handshake_due;   /* when the earliest hello owed is due, or INT64_MAX */
         uint32_t n_watchers;     /* connections subscribed with OP_WATCH, */
         Session *watchers;       /* linked through next_watcher */
@@ -105,6 +118,10 @@ int server_listen(Server *s, char *err, size_t errlen);
 /* Asks the scheduler for config->scheduler_slice (cpuslice.h) for the
  * calling thread, and logs what the kernel did with it. */
 void server_apply_slice(const Server *s);
+
+/* Asks the loop to re-execute the daemon once this turn's replies are out
+ * (SIGUSR2, OP_UPGRADE). */
+void server_request_upgrade(Server *s);
 
 /* Runs the loop until SIGTERM/SIGINT.  Returns 0 or -errno. */
 int server_run(Server *s);

@@ -34,6 +34,10 @@ void session_out_release_held(Session *s);
  * meanwhile. */
 void session_update_input(Session *s);
 
+/* Sends one packed datagram after whatever is queued (queueing it when
+ * the socket is full).  May close the session. */
+void session_send_datagram(Session *s, const uint8_t *buf, size_t len);
+
 /* Sends queued datagrams in order, and asks for EPOLLOUT while any are
  * left.  Returns 1 when the queue is empty, 0 when the socket is full
  * again, -1 when the session ended. */

@@ -249,3 +249,11 @@ void session_flush(Session *s)
         if (blocked)
                 set_want_out(s, true);
 }
+
+void session_send_datagram(Session *s, const uint8_t *buf, size_t len)
+{
+        int r = s->queue_len > 0 ? 0 : session_send(s, buf, len);
+
+        if (r == 0 && queue_push(s, buf, len, 0) == 0)
+                set_want_out(s, true);
+}

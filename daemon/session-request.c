@@ -16,6 +16,7 @@
 #include "admin.h"
 #include "pollcache.h"
 #include "server.h"
+#include "fdstore.h"
 #include "session-internal.h"
 #include "token.h"
 
@@ -90,9 +91,51 @@ static void desc_forget(Session *s, PollSlot *slot)
 /* Unregisters, closes the daemon's copy and frees the slot. */
 static void desc_destroy(Session *s, PollSlot *slot)
 {
+        fdstore_desc_remove(&s->server->store, slot->index, slot->gen);
         desc_unregister(s, slot->pd.fd);
         server_close_client_fd(s->server, s->acct, slot->pd.fd, true);
         desc_forget(s, slot);
+}
+
+/* The descriptor a replayed OP_OPEN made before a restart (its reply was
+ * lost with the previous instance), or 0. */
+static uint64_t replayed_open(const Session *s, uint64_t req)
+{
+        for (size_t lo = 0, hi = s->n_resumed_opens; lo < hi;) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (s->resumed_opens[mid].req == req)
+                        return s->resumed_opens[mid].desc;
+                if (s->resumed_opens[mid].req < req)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return 0;
+}
+
+/* Sets up slot (allocated, or restored) as a descriptor of s for fd and
+ * registers it.  On failure the slot is freed again and fd is left alone. */
+static int desc_setup(Session *s, PollSlot *slot, int fd, uint64_t user, uint32_t key)
+{
+        Server *srv = s->server;
+        int r;
+
+        slot->pd.file_key = key;
+        r = timers_reserve(&srv->timers, 2 * pollcache_allocated(&srv->cache));
+        if (r < 0) {
+                desc_forget(s, slot);
+                return r;
+        }
+        pollops_open(&srv->ops, &slot->pd, &s->owner, fd, user);
+        pollcache_link(&srv->cache, slot, &s->owner);
+        r = desc_register(s, fd, pollcache_token(slot));
+        if (r < 0) {
+                pollops_release(&srv->ops, &slot->pd);
+                desc_forget(s, slot);
+                return r;
+        }
+        accounts_fds(&srv->accounts, s->acct, 1);
+        return 0;
 }
 
 static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
@@ -100,6 +143,9 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         Server *srv = s->server;
         PollSlot *slot;
         int r;
+
+        if (s->n_resumed_opens && (*ret_desc = replayed_open(s, q->id)))
+                return 1; /* made before the restart: fd is a second copy */
 
         /* Quotas first, before anything is allocated: the connection's, its
          * uid's (every fd the daemon holds for the uid, closes in flight
@@ -121,22 +167,19 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
                 filecount_remove(&s->files, key);
                 return r == -ENOSPC ? -EMFILE : r;
         }
-        slot->pd.file_key = key;
-        r = timers_reserve(&srv->timers, 2 * pollcache_allocated(&srv->cache));
+        r = desc_setup(s, slot, fd, q->user, key);
+        if (r < 0)
+                return r; /* the fd stays the caller's to close */
+        /* Kept before its id is handed out: a restart from here on knows it. */
+        r = fdstore_desc_add(&srv->store, slot->index, slot->gen, s->index,
+                             srv->session_gens[s->index], q->user, q->id, fd);
         if (r < 0) {
-                desc_forget(s, slot);
-                return r;
-        }
-        pollops_open(&srv->ops, &slot->pd, &s->owner, fd, q->user);
-        pollcache_link(&srv->cache, slot, &s->owner);
-        r = desc_register(s, fd, pollcache_token(slot));
-        if (r < 0) {
-                /* The fd stays the caller's to close. */
+                desc_unregister(s, fd);
+                accounts_fds(&srv->accounts, s->acct, -1);
                 pollops_release(&srv->ops, &slot->pd);
                 desc_forget(s, slot);
                 return r;
         }
-        accounts_fds(&srv->accounts, s->acct, 1);
         *ret_desc = pollcache_token(slot);
         if (srv->n_watchers)
                 admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
@@ -169,6 +212,8 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 r = fd_error ? fd_error : op_open(s, q, *fd, &desc);
                 if (r == 0)
                         *fd = -1; /* the slot owns it now */
+                else if (r > 0)
+                        r = 0; /* a replay: the fd sent again is closed with the unused */
                 session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id, .result = r,
                                          .desc = desc });
                 return;
@@ -204,6 +249,9 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 return;
         case NETPOLL__V1__OP__OP_WATCH:
                 admin_handle(s, q);
+                return;
+        case NETPOLL__V1__OP__OP_RESUME: /* only meaningful first after a restart (session.c) */
+                reply(s, q, 0);
                 return;
         case NETPOLL__V1__OP__OP_CLOSE:
         case NETPOLL__V1__OP__OP_UNBLOCK:
@@ -269,4 +317,37 @@ uint32_t session_drain(Session *s, uint32_t budget)
                 done++;
         }
         return done;
+}
+
+int session_restore_desc(Session *s, const StoredFd *sf, const FdStoreDesc *rec)
+{
+        Server *srv = s->server;
+        PollSlot *slot;
+        uint32_t key;
+        int r;
+
+        r = server_classify_fd(srv, sf->fd, &key);
+        if (r != 0)
+                return r > 0 ? -EINVAL : r;
+        r = filecount_add(&s->files, key, SESSION_MAX_SAME_FILE);
+        if (r < 0)
+                return r;
+        r = pollcache_restore(&srv->cache, sf->index, sf->gen, &slot);
+        if (r < 0) {
+                filecount_remove(&s->files, key);
+                return r;
+        }
+        r = desc_setup(s, slot, sf->fd, rec->user, key);
+        if (r < 0)
+                return r;
+        if (rec->open_req) {
+                ResumedOpen *o = realloc(s->resumed_opens,
+                                         (s->n_resumed_opens + 1) * sizeof(*o));
+                if (o) {
+                        s->resumed_opens = o;
+                        o[s->n_resumed_opens++] =
+                                (ResumedOpen){ .req = rec->open_req, .desc = pollcache_token(slot) };
+                }
+        }
+        return 0;
 }

@@ -126,10 +126,58 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         return 0;
 }
 
+int session_restore(Server *server, const StoredFd *sf, const FdStoreConn *rec, Session **ret)
+{
+        Session *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->server = server;
+        s->index = sf->index;
+        s->fd = sf->fd;
+        s->group_fd = -1;
+        s->id = rec->id;
+        s->version = rec->version;
+        snprintf(s->name, sizeof(s->name), "%.*s", (int)sizeof(rec->name), rec->name);
+        s->greeted = true;
+        s->stored = true;
+        s->resuming = true;
+        s->want_in = true;
+        s->connected_ns = now_ns();
+        read_peer(s);
+        s->acct = accounts_get(&server->accounts, s->uid);
+        r = s->acct ? poller_add(&server->poller, s->fd, EPOLLIN, session_token(s)) : -ENOMEM;
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        s->acct->connections++;
+        accounts_fds(&server->accounts, s->acct, 1);
+        size_t len = codec_encode_resumed(server->wbuf, s->id);
+        session_send_datagram(s, server->wbuf, len);
+        *ret = s;
+        return 0;
+}
+
+static int resumed_open_cmp(const void *a, const void *b)
+{
+        uint64_t x = ((const ResumedOpen *)a)->req, y = ((const ResumedOpen *)b)->req;
+
+        return x < y ? -1 : x > y;
+}
+
+void session_restore_done(Session *s)
+{
+        if (s->n_resumed_opens > 1)
+                qsort(s->resumed_opens, s->n_resumed_opens, sizeof(ResumedOpen), resumed_open_cmp);
+}
+
 void session_free(Session *s)
 {
         if (!s)
                 return;
+        free(s->resumed_opens);
         session_out_release_held(s);
         if (s->group_fd >= 0) {
                 s->group_fd = safe_close(s->group_fd);
@@ -206,17 +254,34 @@ static void session_greet(Session *s, const Inbound *in)
                 protocol_error(s, "first message is not a hello");
                 return;
         }
-        if (in->version != NP_PROTOCOL_VERSION) {
-                log_notice("client %" PRIu64 " (pid %d, %s): protocol version %u, want %u", s->id,
-                           (int)s->pid, s->comm, in->version, NP_PROTOCOL_VERSION);
+        if (in->version < NP_PROTOCOL_VERSION_MIN) {
+                log_notice("client %" PRIu64 " (pid %d, %s): protocol version %u, want %u to %u",
+                           s->id, (int)s->pid, s->comm, in->version, NP_PROTOCOL_VERSION_MIN,
+                           NP_PROTOCOL_VERSION);
                 send_raw(s, s->server->wbuf, codec_encode_error(s->server->wbuf, -EPROTO));
                 session_close(s, NULL);
                 return;
         }
         snprintf(s->name, sizeof(s->name), "%s", in->name);
+        s->version = in->version < NP_PROTOCOL_VERSION ? in->version : NP_PROTOCOL_VERSION;
+        /* Kept before it is welcomed: a restart from here on takes it over. */
+        if (s->version >= NP_PROTOCOL_VERSION_RESUME) {
+                int r = fdstore_conn_add(&s->server->store, s->index, s->server->session_gens[s->index],
+                                         s->id, s->version, s->name, s->fd);
+                if (r < 0) {
+                        log_warning("client %" PRIu64 " (pid %d, %s): cannot keep its connection "
+                                    "in the fd store: %s",
+                                    s->id, (int)s->pid, s->comm, strerror(-r));
+                        send_raw(s, s->server->wbuf, codec_encode_error(s->server->wbuf, r));
+                        session_close(s, NULL);
+                        return;
+                }
+                s->stored = true;
+        }
         s->greeted = true;
         send_raw(s, s->server->wbuf,
-                 codec_encode_welcome(s->server->wbuf, s->server->config->max_descriptors, s->id));
+                 codec_encode_welcome(s->server->wbuf, s->version, s->server->config->max_descriptors,
+                                      s->id));
         log_debug("client %" PRIu64 " (pid %d, uid %d, %s) connected as '%s'", s->id, (int)s->pid,
                   (int)s->uid, s->comm, s->name);
 }
@@ -245,6 +310,19 @@ static void session_process(Session *s, const Inbound *in, int *fds, size_t nfds
                 close_fds(s, fds, nfds);
                 protocol_error(s, nfds ? "fds on a message that takes none" : "fds missing");
                 return;
+        }
+        if (s->resuming) {
+                /* Sent before the client saw the resumed notice: it sends
+                 * again what still matters, after an OP_RESUME. */
+                if (in->n_requests == 0 || in->requests[0].op != NETPOLL__V1__OP__OP_RESUME) {
+                        s->resume_dropped++;
+                        close_fds(s, fds, nfds);
+                        return;
+                }
+                s->resuming = false;
+                log_debug("client %" PRIu64 " (pid %d, %s): resumed after %" PRIu64
+                          " datagrams dropped",
+                          s->id, (int)s->pid, s->comm, s->resume_dropped);
         }
         s->server->ops.now = now_ns();
         s->introspected = false;
@@ -482,6 +560,8 @@ void session_close(Session *s, const char *why)
                 pollops_release(&srv->ops, &slot->pd);
                 s->draining++;
         }
+        if (s->stored)
+                fdstore_conn_remove(&srv->store, s->index, srv->session_gens[s->index]);
         poller_del(&srv->poller, s->fd);
         /* Datagrams it did not read may carry fds: the closer closes it,
          * perhaps behind other closes of its uid; the client sees the end

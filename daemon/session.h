@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "codec.h"
+#include "fdstore.h"
 #include "filecount.h"
 #include "pollops.h"
 
@@ -31,6 +32,12 @@ typedef struct DescsJob {
         Session *next; /* the server's list of listings under way */
 } DescsJob;
 
+/* A descriptor a restarted daemon took over, by the OP_OPEN that made it:
+ * that request's replay gets the same descriptor (sorted by req). */
+typedef struct ResumedOpen {
+        uint64_t req, desc;
+} ResumedOpen;
+
 struct Session {
         Server *server;
         struct Account *acct; /* its uid's: charged for its fds and queued output */
@@ -44,6 +51,12 @@ struct Session {
         char comm[17]; /* /proc/PID/comm: as it is (the logger escapes what it logs) */
         char name[64]; /* from the hello, likewise */
         bool greeted;
+        uint32_t version; /* the connection's protocol version, once greeted */
+        bool stored;   /* in the fd store (fdstore.h) */
+        bool resuming; /* taken over by this instance: input is dropped until OP_RESUME */
+        uint64_t resume_dropped; /* datagrams dropped meanwhile */
+        ResumedOpen *resumed_opens;
+        size_t n_resumed_opens;
         bool dead;
         bool broken; /* out of memory: closed at the next flush */
         bool dirty;
@@ -79,6 +92,18 @@ struct Session {
 
 /* Takes ownership of fd (an accepted connection).  Returns 0 or -errno. */
 int session_new(Server *server, int fd, uint32_t index, Session **ret);
+
+/* Restarts: takes over a connection the previous instance stored (sf->fd
+ * consumed) at its old index, whose generation the caller has set, and
+ * sends it the resumed notice.  Returns 0 or -errno. */
+int session_restore(Server *server, const StoredFd *sf, const FdStoreConn *rec, Session **ret);
+
+/* Takes over one of its descriptors at its old slot (sf->fd consumed only
+ * on success).  Returns 0 or -errno. */
+int session_restore_desc(Session *s, const StoredFd *sf, const FdStoreDesc *rec);
+
+/* After its descriptors: sorts what session_restore_desc noted. */
+void session_restore_done(Session *s);
 
 /* Frees a session that session_close() has already torn down. */
 void session_free(Session *s);

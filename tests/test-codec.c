@@ -504,7 +504,7 @@ END_TEST
 START_TEST(test_codec_encode_welcome)
 {
         uint8_t buf[256];
-        size_t len = codec_encode_welcome(buf, 777, 0x1234567890ull);
+        size_t len = codec_encode_welcome(buf, 1, 777, 0x1234567890ull);
 
         ck_assert_uint_gt(len, 0);
         ck_assert_uint_le(len, sizeof(buf));
@@ -526,6 +526,23 @@ START_TEST(test_codec_encode_welcome)
         ck_assert_uint_eq(m->welcome->limits->max_message_bytes, 64 * 1024);
         ck_assert_uint_eq(m->welcome->limits->max_requests_per_message,
                           NP_MAX_REQUESTS_PER_MESSAGE);
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+
+        /* A connection of the current version is answered in it. */
+        len = codec_encode_welcome(buf, NP_PROTOCOL_VERSION, 777, 1);
+        m = netpoll__v1__server_message__unpack(NULL, len, buf);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_uint_eq(m->welcome->version, NP_PROTOCOL_VERSION);
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+
+        /* The resumed notice carries the connection's id and nothing else. */
+        len = codec_encode_resumed(buf, 42);
+        m = netpoll__v1__server_message__unpack(NULL, len, buf);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_ptr_null(m->welcome);
+        ck_assert_ptr_nonnull(m->resumed);
+        ck_assert_uint_eq(m->resumed->connection_id, 42);
+        ck_assert_int_gt(m->resumed->monotonic_ns, 0);
         netpoll__v1__server_message__free_unpacked(m, NULL);
 }
 END_TEST

@@ -1,0 +1,222 @@
+/*
+ * Restarts that clients never notice (netpoll(3), RESTARTS): the daemon
+ * re-executed in place (SIGUSR2) and, under a service manager's fd store,
+ * killed and started again; parked waits, armed waits and deadlines carry
+ * on as if nothing happened.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/clock.h"
+#include "helpers.h"
+#include "netpoll.h"
+
+typedef struct Parked {
+        pthread_t th;
+        np_client *c;
+        np_desc d;
+        int mode;
+        int result;
+        int64_t started, ended;
+} Parked;
+
+static void *parked_run(void *arg)
+{
+        Parked *p = arg;
+
+        p->started = now_ns();
+        p->result = np_wait(p->c, p->d, p->mode);
+        p->ended = now_ns();
+        return NULL;
+}
+
+static void parked_start(Parked *p, np_client *c, np_desc d, int mode)
+{
+        *p = (Parked){ .c = c, .d = d, .mode = mode, .result = -1000 };
+        ck_assert_int_eq(pthread_create(&p->th, NULL, parked_run, p), 0);
+}
+
+/* Waits until c's connection counts want waiters parked (at most 5 s). */
+static void await_parked(np_client *c, uint64_t want)
+{
+        struct np_session_stats st = { 0 };
+
+        for (int i = 0; i < 500; i++) {
+                ck_assert_int_eq(np_session_stats(c, &st), 0);
+                if (st.waiters >= want)
+                        return;
+                usleep(10000);
+        }
+        ck_abort_msg("%" PRIu64 " waiters parked, want %" PRIu64, st.waiters, want);
+}
+
+/* Waits until the daemon says it is instance want (at most 10 s). */
+static void await_instance(np_client *admin, uint64_t want, struct np_status *st)
+{
+        for (int i = 0; i < 1000; i++) {
+                if (np_status(admin, st) == 0 && st->instance >= want)
+                        return;
+                usleep(10000);
+        }
+        ck_abort_msg("instance %" PRIu64 ", want %" PRIu64, st->instance, want);
+}
+
+/*
+ * The whole scenario against one restart, made by restart(arg): a wait
+ * parked on a pipe that becomes readable after the restart, a wait parked
+ * against a read deadline that falls after it, an armed wait whose pipe
+ * becomes readable after it, and a descriptor with a deadline already
+ * past.  Every outcome must be the one it would have been without it.
+ */
+static void scenario(np_client *c, np_client *admin, void (*restart)(void *), void *arg,
+                     uint64_t instance_after)
+{
+        int p1[2], p2[2], p3[2];
+        np_desc d1, d2, d3;
+        Parked w1, w2;
+        struct np_status st;
+
+        ck_assert_int_eq(pipe2(p1, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(pipe2(p2, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(pipe2(p3, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(np_open(c, p1[0], 1, &d1), 0);
+        ck_assert_int_eq(np_open(c, p2[0], 2, &d2), 0);
+        ck_assert_int_eq(np_open(c, p3[0], 3, &d3), 0);
+        const int64_t deadline = 1500 * NSEC_PER_MSEC;
+        int64_t set_at = now_ns();
+        ck_assert_int_eq(np_set_deadline(c, d2, deadline, NP_READ), 0);
+        parked_start(&w1, c, d1, NP_READ);
+        parked_start(&w2, c, d2, NP_READ);
+        ck_assert_int_eq(np_arm(c, d3, NP_READ), 0);
+        await_parked(c, 3);
+
+        restart(arg);
+        await_instance(admin, instance_after, &st);
+        ck_assert_uint_ge(st.resumed_connections, 2);
+        ck_assert_uint_ge(st.resumed_descriptors, 3);
+
+        /* Nothing ended because of the restart. */
+        np_event ev[4];
+        ck_assert_int_eq(np_poll(c, 0, ev, 4), 0);
+        ck_assert_int_eq(w1.result, -1000);
+
+        ck_assert_int_eq(write(p1[1], "x", 1), 1);
+        ck_assert_int_eq(write(p3[1], "y", 1), 1);
+        ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
+        ck_assert_int_eq(w1.result, NP_OK);
+        int n = np_poll(c, 2 * NSEC_PER_SEC, ev, 4);
+        ck_assert_int_eq(n, 1);
+        ck_assert_uint_eq(ev[0].desc, d3);
+        ck_assert_int_eq(ev[0].result, NP_OK);
+        ck_assert_uint_eq(ev[0].user, 3);
+        /* Exactly once: the arm is not delivered again. */
+        ck_assert_int_eq(np_poll(c, 200 * NSEC_PER_MSEC, ev, 4), 0);
+
+        ck_assert_int_eq(pthread_join(w2.th, NULL), 0);
+        ck_assert_int_eq(w2.result, NP_ERR_TIMEOUT);
+        ck_assert_int_ge(w2.ended - set_at, deadline); /* never early */
+
+        struct np_session_stats ss;
+        ck_assert_int_eq(np_session_stats(c, &ss), 0);
+        ck_assert_uint_eq(ss.descriptors, 3);
+        np_desc all[] = { d1, d2, d3 };
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(np_unblock(c, all[i]), 0);
+                ck_assert_int_eq(np_close(c, all[i]), 0);
+        }
+        ck_assert_int_eq(np_session_stats(c, &ss), 0);
+        ck_assert_uint_eq(ss.descriptors, 0);
+        for (int i = 0; i < 2; i++) {
+                close(p1[i]);
+                close(p2[i]);
+                close(p3[i]);
+        }
+}
+
+static void send_usr2(void *arg)
+{
+        ck_assert_int_eq(kill(*(pid_t *)arg, SIGUSR2), 0);
+}
+
+START_TEST(test_resume_upgrade_in_place_keeps_waits_arms_and_deadlines)
+{
+        TestDaemon d;
+        np_client *c, *admin;
+        struct np_status st;
+
+        test_daemon_start(&d, NULL, 0, true);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        ck_assert_int_eq(np_connect(d.sock, &admin), 0);
+        ck_assert_int_eq(np_status(admin, &st), 0);
+        ck_assert_uint_eq(st.instance, 1);
+        ck_assert_uint_eq(st.resumed_connections, 0);
+        uint64_t id = np_connection_id(c);
+
+        scenario(c, admin, send_usr2, &d.pid, 2);
+        /* Same process, same connection. */
+        ck_assert_int_eq(np_status(admin, &st), 0);
+        ck_assert_uint_eq(st.pid, (uint32_t)d.pid);
+        ck_assert_uint_eq(np_connection_id(c), id);
+        /* And again: a second upgrade takes over from the first. */
+        scenario(c, admin, send_usr2, &d.pid, 3);
+        np_disconnect(c);
+        np_disconnect(admin);
+        test_daemon_stop_ok(&d);
+}
+END_TEST
+
+/* A call made while the daemon is away is answered by the next one. */
+START_TEST(test_resume_calls_during_the_upgrade_are_answered)
+{
+        TestDaemon d;
+        np_client *c;
+        int p[200][2];
+        np_desc ds[200];
+
+        test_daemon_start(&d, NULL, 0, true);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        for (int i = 0; i < 200; i++) {
+                ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
+                if (i == 50)
+                        ck_assert_int_eq(kill(d.pid, SIGUSR2), 0);
+                ck_assert_int_eq(np_open(c, p[i][0], (uint64_t)i, &ds[i]), 0);
+                ck_assert_int_eq(np_ping(c), 0);
+                if (i % 2) {
+                        ck_assert_int_eq(np_unblock(c, ds[i]), 0);
+                        ck_assert_int_eq(np_close(c, ds[i]), 0);
+                }
+        }
+        struct np_session_stats ss;
+        ck_assert_int_eq(np_session_stats(c, &ss), 0);
+        ck_assert_uint_eq(ss.descriptors, 100);
+        for (int i = 0; i < 200; i += 2) {
+                ck_assert_int_eq(np_unblock(c, ds[i]), 0);
+                ck_assert_int_eq(np_close(c, ds[i]), 0);
+        }
+        ck_assert_int_eq(np_session_stats(c, &ss), 0);
+        ck_assert_uint_eq(ss.descriptors, 0);
+        for (int i = 0; i < 200; i++) {
+                close(p[i][0]);
+                close(p[i][1]);
+        }
+        np_disconnect(c);
+        test_daemon_stop_ok(&d);
+}
+END_TEST
+
+Suite *suite_resume(void)
+{
+        Suite *s = suite_create("resume");
+        TCase *tc = test_tcase(s, "upgrade", 60);
+
+        tcase_add_test(tc, test_resume_upgrade_in_place_keeps_waits_arms_and_deadlines);
+        tcase_add_test(tc, test_resume_calls_during_the_upgrade_are_answered);
+        return s;
+}
