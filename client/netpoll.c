@@ -360,6 +360,11 @@ NP_EXPORT int np_arm(np_client *c, np_desc d, int mode)
         return r;
 }
 
+NP_EXPORT int np_upgrade(np_client *c)
+{
+        return simple(c, NETPOLL__V1__OP__OP_UPGRADE, 0, 0, 0);
+}
+
 NP_EXPORT int np_ping(np_client *c)
 {
         return simple(c, NETPOLL__V1__OP__OP_PING, 0, 0, 0);

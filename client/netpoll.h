@@ -107,6 +107,12 @@ int np_is_poll_descriptor(np_client *c, int fd);
 /* This connection's registered descriptors, parked waits, armed timers. */
 int np_session_stats(np_client *c, struct np_session_stats *ret);
 
+/* Asks the daemon to re-execute its binary in place (admins only: -EPERM
+ * otherwise), keeping every connection and descriptor: as after SIGUSR2.
+ * Returns 0 once the request is accepted; the new instance's np_status
+ * says instance + 1. */
+int np_upgrade(np_client *c);
+
 /* Daemon-wide figures, as `pollctl status` shows them. */
 struct np_status {
         char version[32];

@@ -7,11 +7,15 @@
 #include "pollctl-state.h"
 
 #include <inttypes.h>
+#include <errno.h>
+#include <unistd.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "netpoll.h"
+#include "../common/clock.h"
 #include "pollctl-format.h"
 #include "pollctl.h"
 
@@ -30,26 +34,43 @@ static void status_json(const struct np_status *st)
                ",\"fd_limit\":%" PRIu64 ",\"accepted\":%" PRIu64
                ",\"limits\":{\"max_connections\":%" PRIu32 ",\"max_connections_per_uid\":%" PRIu32
                ",\"max_descriptors_per_connection\":%" PRIu32 ",\"max_output_bytes\":%" PRIu32
-               ",\"handshake_timeout_ns\":%" PRIu64 "}}\n",
+               ",\"handshake_timeout_ns\":%" PRIu64 "},\"started_unix_ns\":%" PRId64
+               ",\"instance\":%" PRIu64 ",\"resumed_connections\":%" PRIu64
+               ",\"resumed_descriptors\":%" PRIu64 ",\"fd_store\":%s}\n",
                st->pid, st->uptime_ns, st->connections, st->descriptors, st->waiters, st->timers,
                st->events, st->timeouts, st->protocol_errors, st->slots_in_use,
                st->slots_allocated, st->breaks, st->rss_bytes, st->open_fds, st->fd_limit,
                st->accepted, st->max_connections, st->max_connections_per_uid,
-               st->max_descriptors, st->max_output_bytes, st->handshake_timeout_ns);
+               st->max_descriptors, st->max_output_bytes, st->handshake_timeout_ns,
+               st->started_unix_ns, st->instance, st->resumed_connections,
+               st->resumed_descriptors, st->fd_store ? "true" : "false");
+}
+
+/* "2026-12-02 17:10:00 UTC" */
+static void fmt_when(char *buf, size_t len, int64_t unix_ns)
+{
+        time_t t = (time_t)(unix_ns / NSEC_PER_SEC);
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+                snprintf(buf, len, "?");
 }
 
 static void status_text(const struct np_status *st)
 {
-        char version[64], up[32], rss[32], out[32], hs[32];
+        char version[64], up[32], rss[32], out[32], hs[32], when[64];
 
         text_clean(version, sizeof(version), st->version);
         fmt_duration(up, sizeof(up), (int64_t)st->uptime_ns);
         fmt_bytes(rss, sizeof(rss), st->rss_bytes);
         fmt_bytes(out, sizeof(out), st->max_output_bytes);
         fmt_duration(hs, sizeof(hs), (int64_t)st->handshake_timeout_ns);
+        fmt_when(when, sizeof(when), st->started_unix_ns);
         printf("version            %s\n"
                "pid                %" PRIu32 "\n"
                "uptime             %s\n"
+               "started            %s, instance %" PRIu64 "\n"
+               "resumed            %" PRIu64 " connections, %" PRIu64 " descriptors%s\n"
                "connections        %" PRIu64 " (%" PRIu64 " accepted since start)\n"
                "descriptors        %" PRIu64 "\n"
                "parked waiters     %" PRIu64 "\n"
@@ -65,7 +86,9 @@ static void status_text(const struct np_status *st)
                "                   %" PRIu32 " descriptors per connection\n"
                "                   %s of queued output per connection\n"
                "                   %s handshake timeout\n",
-               version, st->pid, up, st->connections, st->accepted, st->descriptors,
+               version, st->pid, up, when, st->instance, st->resumed_connections,
+               st->resumed_descriptors, st->fd_store ? " (fd store: on)" : " (fd store: off)",
+               st->connections, st->accepted, st->descriptors,
                st->waiters, st->timers, st->slots_in_use, st->slots_allocated, st->events,
                st->timeouts, st->breaks, st->protocol_errors, rss, st->open_fds, st->fd_limit,
                st->max_connections, st->max_connections_per_uid, st->max_descriptors, out, hs);
@@ -229,5 +252,48 @@ int cmd_descs(Ctx *x, int argc, char **argv)
                 table_print(&t, stdout);
         }
         free(v);
+        return pollctl_finish(x, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* upgrade                                                              */
+
+int cmd_upgrade(Ctx *x, int argc, char **argv)
+{
+        struct np_status before, after;
+        np_client *c;
+        int r;
+
+        if ((r = pollctl_parse_plain_opts(x, argc, argv)) >= 0)
+                return r;
+        if (pollctl_connect(x, &c))
+                return 1;
+        r = np_status(c, &before);
+        if (r == 0)
+                r = np_upgrade(c);
+        /* This connection is resumed too: ask the new instance. */
+        for (int i = 0; r == 0; i++) {
+                r = np_status(c, &after);
+                if (r < 0 || after.instance > before.instance)
+                        break;
+                if (i == 1000) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                usleep(10000);
+        }
+        np_disconnect(c);
+        if (r < 0)
+                return pollctl_fail(x, r);
+        if (x->json)
+                printf("{\"pid\":%" PRIu32 ",\"instance\":%" PRIu64 ",\"resumed_connections\":%" PRIu64
+                       ",\"resumed_descriptors\":%" PRIu64 "}\n",
+                       after.pid, after.instance, after.resumed_connections,
+                       after.resumed_descriptors);
+        else
+                printf("upgraded in place: pid %" PRIu32 ", instance %" PRIu64 " -> %" PRIu64
+                       ", resumed %" PRIu64 " connections and %" PRIu64 " descriptors\n",
+                       after.pid, before.instance, after.instance, after.resumed_connections,
+                       after.resumed_descriptors);
         return pollctl_finish(x, 0);
 }

@@ -187,9 +187,16 @@ static const Command commands[] = {
         { "status", "",
           "Print the daemon's version, uptime, pid, connections, descriptors, parked\n"
           "waiters, armed timers, pollcache slots, events delivered, timeouts fired,\n"
-          "breaks, protocol errors, resident memory, open fds and the limits in force.\n"
+          "breaks, protocol errors, resident memory, open fds and the limits in force;\n"
+          "when this instance started, and what it resumed from the previous one.\n"
           "Needs root, or admin_users/admin_groups in netpolld.conf [access].\n",
           cmd_status },
+        { "upgrade", "",
+          "Ask the daemon to re-execute its binary in place (as SIGUSR2 does),\n"
+          "keeping every client's connection, descriptors, waits and deadlines; wait\n"
+          "until the new instance answers and print what it resumed.  This command's\n"
+          "own connection is one of them.  Needs admin rights, as status.\n",
+          cmd_upgrade },
         { "clients", "",
           "One row per connection: id, pid, uid, descriptors, parked waiters, armed\n"
           "timers, queued output, connected for, requests served, command name.\n"

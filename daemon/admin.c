@@ -153,6 +153,16 @@ void admin_handle(Session *s, const NpRequest *q)
         case NETPOLL__V1__OP__OP_WATCH:
                 watch(s, q);
                 return;
+        case NETPOLL__V1__OP__OP_UPGRADE:
+                if (!admin_is_admin(s)) {
+                        admin_deny(s, q);
+                        return;
+                }
+                log_notice("client %" PRIu64 " (pid %d, %s) asked for an upgrade in place", s->id,
+                           (int)s->pid, s->comm);
+                server_request_upgrade(s->server);
+                session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id });
+                return;
         }
 }
 

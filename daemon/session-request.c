@@ -248,6 +248,7 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 admin_handle(s, q);
                 return;
         case NETPOLL__V1__OP__OP_WATCH:
+        case NETPOLL__V1__OP__OP_UPGRADE:
                 admin_handle(s, q);
                 return;
         case NETPOLL__V1__OP__OP_RESUME: /* only meaningful first after a restart (session.c) */

@@ -559,7 +559,7 @@ START_TEST(test_codec_encode_error)
         ck_assert_int_eq(m->error, -EPROTO);
         ck_assert_int_eq(m->error, -71);
         ck_assert_ptr_nonnull(m->welcome);
-        ck_assert_uint_eq(m->welcome->version, 1);
+        ck_assert_uint_eq(m->welcome->version, NP_PROTOCOL_VERSION);
         ck_assert_uint_eq(m->n_replies, 0);
         ck_assert_uint_eq(m->n_events, 0);
         netpoll__v1__server_message__free_unpacked(m, NULL);

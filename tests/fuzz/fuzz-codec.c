@@ -319,7 +319,7 @@ static void fzc_check_handshake(const uint8_t *data, size_t size)
         if (size > 12)
                 memcpy(&error, data + 12, size - 12 < sizeof(error) ? size - 12 : sizeof(error));
 
-        size_t len = codec_encode_welcome(fzc_out, maxd, conn);
+        size_t len = codec_encode_welcome(fzc_out, NP_PROTOCOL_VERSION, maxd, conn);
         fuzz_check(len <= 256, "welcome of %zu bytes", len);
         Netpoll__V1__ServerMessage *m = netpoll__v1__server_message__unpack(NULL, len, fzc_out);
         fuzz_check(m && m->welcome && m->welcome->limits && m->error == 0, "welcome");
