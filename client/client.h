@@ -72,6 +72,8 @@ struct np_client {
         uint32_t version;     /* of the protocol, agreed in the handshake */
         bool resume_pending;  /* a restarted daemon said `resumed`: request_resume */
         uint64_t resumes;     /* how many times it happened */
+        bool watch_sent;      /* an OP_WATCH left (np_watch): sent again after a restart */
+        uint64_t watch_filter;
         int64_t clock_offset; /* daemon's CLOCK_MONOTONIC minus ours (time namespaces) */
 
         Arena arena; /* the reader's */

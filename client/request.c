@@ -41,6 +41,11 @@ static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < n; i++) {
                 const Netpoll__V1__Request *q = qs[i];
+                if (q->op == NETPOLL__V1__OP__OP_WATCH) {
+                        c->watch_sent = true;
+                        c->watch_filter = q->desc;
+                        continue;
+                }
                 DescEntry *e = desctab_find(&c->descs, q->desc);
                 if (!e)
                         continue;
@@ -205,7 +210,7 @@ void request_resume(np_client *c)
                 np += p->sent && !p->done;
         /* OP_RESUME, then per descriptor an unblock, two deadlines and two
          * arms at most, then the calls still waiting for their replies. */
-        size_t cap = 1 + 5 * c->descs.n + np;
+        size_t cap = 2 + 5 * c->descs.n + np;
         Netpoll__V1__Request *qs = calloc(cap, sizeof(*qs));
         Netpoll__V1__Request **ptrs = calloc(cap, sizeof(*ptrs));
         int *fds = calloc(cap, sizeof(*fds));
@@ -241,6 +246,13 @@ void request_resume(np_client *c)
                         if (e->armed_w)
                                 ADD(NETPOLL__V1__OP__OP_ARM, e->desc, 'w', 0);
                 }
+                /* A subscription: its reply goes to an id nobody waits for. */
+                if (c->watch_sent) {
+                        ADD(NETPOLL__V1__OP__OP_WATCH, c->watch_filter, 0, 0);
+                        qs[n - 1].quiet = false;
+                        qs[n - 1].absolute = false;
+                        qs[n - 1].id = ++c->next_id;
+                }
 #undef ADD
                 size_t k = 0;
                 for (Pending *p = c->pending; p; p = p->next)
@@ -249,6 +261,7 @@ void request_resume(np_client *c)
                 qsort(ps, k, sizeof(*ps), pending_cmp);
                 for (size_t i = 0; i < k; i++) {
                         ps[i]->replayed = true;
+                        ps[i]->n_items = 0; /* a list is sent again from its start */
                         ptrs[n] = (Netpoll__V1__Request *)ps[i]->req;
                         fds[n++] = ps[i]->fd;
                 }

@@ -197,7 +197,10 @@ int main(int argc, char **argv)
         server_apply_slice(&srv);
         r = server_adopt(&srv);
         if (r < 0) {
-                log_error("cannot set up the fd store: %s", strerror(-r));
+                log_error("cannot set up the fd store: %s",
+                          r == -ENOTCONN ? "--fd-store needs a service manager's fd store "
+                                           "(NOTIFY_SOCKET is not set)"
+                                         : strerror(-r));
                 server_done(&srv);
                 config_done(&cfg);
                 return 1;
