@@ -125,9 +125,10 @@ $(O)/%.o: %.c
 $(B)/netpolld: $(DAEMON_OBJS) $(O)/daemon/main.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
 
-$(B)/$(REALSO): $(LIB_OBJS)
+$(B)/$(REALSO): $(LIB_OBJS) client/libnetpoll.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -pthread -Wl,-soname,$(SONAME) -Wl,--no-undefined \
-	    -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+	    -Wl,--version-script,client/libnetpoll.map \
+	    -o $@ $(LIB_OBJS) $(shell pkg-config --libs libprotobuf-c)
 $(B)/$(SONAME): $(B)/$(REALSO)
 	ln -sf $(REALSO) $@
 $(B)/$(LIBNAME): $(B)/$(SONAME)
@@ -185,9 +186,18 @@ run: deps
 # Check's fork mode runs every test in its own process; CK_DEFAULT_TIMEOUT
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
 check: deps
-	@$(MAKE) --no-print-directory all $(B)/run-tests check-units check-install
+	@$(MAKE) --no-print-directory all $(B)/run-tests check-abi check-units check-install
 	NETPOLLD_BIN=$(abspath $(B))/netpolld POLLCTL_BIN=$(abspath $(B))/pollctl \
 	    CK_DEFAULT_TIMEOUT=60 $(B)/run-tests
+
+# The ABI: the dynamic symbols the library exports, with their version, must
+# be exactly client/libnetpoll.symbols (sorted).  A new function is added to
+# both on purpose, in a new version node of client/libnetpoll.map.
+check-abi: $(B)/$(REALSO)
+	nm -D --defined-only $(B)/$(REALSO) | awk '$$2 == "T" || $$2 == "D" || $$2 == "B" {print $$3}' \
+	    | grep -v '^LIBNETPOLL_' | sort > $(B)/abi.symbols
+	diff -u client/libnetpoll.symbols $(B)/abi.symbols
+	@echo "check-abi: $$(wc -l < $(B)/abi.symbols) symbols, as listed"
 
 # The units, checked offline by systemd-analyze against the build tree: the
 # service runs the built daemon, its man pages are found through MANPATH,
