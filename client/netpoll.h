@@ -8,6 +8,13 @@
  * other threads' calls, and calls of one connection take effect in the order
  * they were made.  After fork() the child must not use the parent's
  * np_client (it shares the parent's connection): connect anew.
+ *
+ * ABI: every function is versioned (LIBNETPOLL_0.1, client/libnetpoll.map).
+ * The structs below are part of the version of the functions that fill
+ * them: a struct never grows in place; a release that needs a field more
+ * adds the functions again under a new version with the larger struct, and
+ * programs built against the old one keep getting the old layout (as glibc
+ * does).
  */
 #ifndef NETPOLL_H
 #define NETPOLL_H
