@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -58,29 +61,85 @@ void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len
         snprintf(buf, len, "%c%" PRIx32 ".%" PRIx32, kind, index, gen);
 }
 
+/*
+ * One datagram to the service manager, on a socket kept connected to
+ * NOTIFY_SOCKET: sd_pid_notify_with_fds() makes, connects and closes a
+ * socket per call, three system calls that would double what every
+ * np_open and np_close costs here.  The kernel adds our credentials (the
+ * manager sets SO_PASSCRED).  A manager that does not read for a second
+ * fails the call: the open it was for fails, rather than the loop waiting.
+ */
+static int notify_connect(FdStore *st)
+{
+        const char *path = getenv("NOTIFY_SOCKET");
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = 1 };
+
+        if (!path || !*path)
+                return -ENOTCONN;
+        size_t len = strlen(path);
+        if ((path[0] != '/' && path[0] != '@') || len >= sizeof(a.sun_path))
+                return -EINVAL;
+        memcpy(a.sun_path, path, len);
+        if (path[0] == '@')
+                a.sun_path[0] = '\0';
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, (struct sockaddr *)&a,
+                    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        st->notify_fd = fd;
+        return 0;
+}
+
+static int notify_send(FdStore *st, const char *msg, int fd)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } ctl = { 0 };
+        struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int64_t t0 = now_ns();
+        int r = 0;
+
+        if (st->notify_fd < 0)
+                r = notify_connect(st);
+        if (r == 0 && fd >= 0) {
+                mh.msg_control = ctl.buf;
+                mh.msg_controllen = sizeof(ctl.buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        if (r == 0 && sendmsg(st->notify_fd, &mh, MSG_NOSIGNAL) < 0)
+                r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+        st->notify_ns += (uint64_t)(now_ns() - t0);
+        st->notifies++;
+        return r;
+}
+
 static int notify_store(FdStore *st, const char *name, int fd)
 {
         char msg[96];
-        int64_t t0 = now_ns();
 
         snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
-        int r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
-        st->notify_ns += (uint64_t)(now_ns() - t0);
-        st->notifies++;
-        if (r < 0)
-                return r;
-        return r == 0 ? -ENOTCONN : 0; /* 0: no NOTIFY_SOCKET */
+        return notify_send(st, msg, fd);
 }
 
 static void notify_remove(FdStore *st, const char *name)
 {
         char msg[96];
-        int64_t t0 = now_ns();
 
         snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-        int r = sd_pid_notify(0, 0, msg);
-        st->notify_ns += (uint64_t)(now_ns() - t0);
-        st->notifies++;
+        int r = notify_send(st, msg, -1);
         if (r < 0) /* the fd stays in the store; the next instance drops it */
                 log_warning("fd store: cannot remove %s: %s", name, strerror(-r));
 }
@@ -141,7 +200,8 @@ static int map_state(FdStore *st)
 
 int fdstore_init(FdStore *st, bool systemd, uint32_t max)
 {
-        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = -1, .instance = 1 };
+        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = -1, .notify_fd = -1,
+                         .instance = 1 };
         /* Sparse: only the pages of slots in use take memory. */
         st->state_fd = memfd_create("netpolld-state", MFD_CLOEXEC);
         if (st->state_fd < 0)
@@ -308,7 +368,7 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
                 return r;
         }
 
-        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = state };
+        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = state, .notify_fd = -1 };
         if (state >= 0 && map_state(st) == 0 && memcmp(header(st)->magic, STATE_MAGIC, 8) == 0) {
                 st->instance = ++header(st)->instance;
                 if (systemd) { /* what the store holds now: the state and every fd passed */
@@ -347,6 +407,7 @@ void fdstore_done(FdStore *st)
                 munmap(st->map, st->map_len);
         st->map = NULL;
         st->state_fd = safe_close(st->state_fd);
+        st->notify_fd = safe_close(st->notify_fd);
 }
 
 int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uint32_t version,

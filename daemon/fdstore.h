@@ -47,6 +47,7 @@ typedef struct FdStore {
         bool systemd; /* stored fds go to systemd's fd store (--fd-store) */
         uint32_t max; /* FileDescriptorStoreMax= of the unit, 0: no limit known */
         int state_fd; /* the records' memfd; -1: none (every call is a no-op) */
+        int notify_fd; /* connected to NOTIFY_SOCKET, made on first use */
         uint8_t *map;
         size_t map_len;
         uint32_t stored; /* fds in systemd's store, "state" included */

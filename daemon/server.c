@@ -97,7 +97,7 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
                 .started_unix_ns = realtime_ns(),
                 .handshake_due = INT64_MAX,
                 .adopted_listen = -1,
-                .store = { .state_fd = -1 },
+                .store = { .state_fd = -1, .notify_fd = -1 },
         };
         pollcache_init(&s->cache);
         timers_init(&s->timers);

@@ -40,6 +40,7 @@ static const struct {
         { "scale", "6 scale" },
         { "memory", "7 memory" },
         { "startup", "8 start-up" },
+        { "fdstore", "9 fd store" },
 };
 
 static const char *title_of(const char *id)

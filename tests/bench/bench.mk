@@ -19,7 +19,7 @@ BENCH_OUT := $(B)/bench
 BENCH_OBJ := $(BENCH_OUT)/obj
 BENCH_QUICK := $(if $(filter-out 0 no,$(QUICK)),1,0)
 
-BENCH_PROGS := wake throughput deadline precision storm scale memory startup
+BENCH_PROGS := wake throughput deadline precision storm scale memory startup fdstore
 BENCH_BINS := $(BENCH_PROGS:%=$(BENCH_OUT)/bench-%)
 BENCH_LIB_OBJS := $(BENCH_OBJ)/bench.o $(BENCH_OBJ)/baseline.o $(BENCH_OBJ)/load.o \
                   $(O)/tests/testlib.o
@@ -38,6 +38,11 @@ $(BENCH_OBJ)/%.o: $(BENCH_SRC)/%.c
 	$(CC) $(NP_CFLAGS) $(CFLAGS) -Itests -c -o $@ $<
 
 $(BENCH_OUT)/bench-%: $(BENCH_OBJ)/bench-%.o $(BENCH_LIB_OBJS) $(B)/libnetpoll.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) -lm
+
+# The fd-store scenario plays systemd with the tests' fake service manager.
+$(BENCH_OUT)/bench-fdstore: $(BENCH_OBJ)/bench-fdstore.o $(BENCH_LIB_OBJS) $(O)/tests/fakesm.o \
+                            $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) -lm
 
 # The report reads text files only: no library, no daemon.

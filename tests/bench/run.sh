@@ -14,7 +14,7 @@ out=$1
 daemon=$2
 quick=$3
 
-programs="wake throughput deadline precision storm scale memory startup"
+programs="wake throughput deadline precision storm scale memory startup fdstore"
 if [ "$quick" = 1 ]; then
         qflag=-q
         limit=45
