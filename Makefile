@@ -63,7 +63,7 @@ DAEMON_SRCS := daemon/account.c daemon/admin.c daemon/admin-descs.c daemon/close
                daemon/timers.c
 COMMON_SRCS := common/arena.c
 LIB_SRCS    := client/netpoll.c client/request.c client/reader.c client/wire.c client/desctab.c
-TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c
+TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c tests/fakesm.c
 
 PB_C := $(G)/netpoll.pb-c.c
 PB_H := $(G)/netpoll.pb-c.h

@@ -13,7 +13,7 @@ int main(void)
                 suite_fdcheck, suite_timers,   suite_pollcache, suite_pollops,
                 suite_codec,   suite_config,   suite_cpuslice,  suite_api,
                 suite_daemon,  suite_pollctl,  suite_ops,       suite_fuzzcorpus,
-                suite_filecount,
+                suite_filecount, suite_resume, suite_fakesm,
         };
         SRunner *sr = srunner_create(NULL);
 

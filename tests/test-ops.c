@@ -18,7 +18,6 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -164,7 +163,6 @@ static pid_t spawn(const char *const *argv, ChildSetup setup, void *userdata, in
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
                 int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-                sigset_t none;
 
                 dup2(null, STDIN_FILENO);
                 dup2(ret_stdout ? out[1] : null, STDOUT_FILENO);
@@ -172,16 +170,7 @@ static pid_t spawn(const char *const *argv, ChildSetup setup, void *userdata, in
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != parent)
                         _exit(125);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                signal(SIGPIPE, SIG_DFL);
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDNAMES");
-                unsetenv("NOTIFY_SOCKET");
-                unsetenv("WATCHDOG_USEC");
-                unsetenv("WATCHDOG_PID");
-                unsetenv("NETPOLL_SOCKET");
+                test_child_env();
                 if (setup)
                         setup(userdata);
                 execv(argv[0], (char *const *)argv);
@@ -200,37 +189,13 @@ static pid_t spawn(const char *const *argv, ChildSetup setup, void *userdata, in
         return pid;
 }
 
-/* Waits at most timeout_ns for pid to exit.  true with its wait status;
- * false (pid still running) on timeout. */
-static bool wait_exit(pid_t pid, int64_t timeout_ns, int *ret_status)
-{
-        int64_t end = test_now() + timeout_ns;
-        int status;
-
-        for (;;) {
-                pid_t r = waitpid(pid, &status, WNOHANG);
-                ck_assert_int_ge(r, 0);
-                if (r == pid) {
-                        *ret_status = status;
-                        return true;
-                }
-                if (test_now() >= end)
-                        return false;
-                usleep(5000);
-        }
-}
-
 /* SIGTERM, then the exit status (SIGKILL after 10 s: a failure). */
 static int stop_daemon(pid_t pid)
 {
-        int status;
-
         kill(pid, SIGTERM);
-        if (!wait_exit(pid, 10 * SEC, &status)) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
+        int status = test_wait_exit(pid, 10000);
+        if (status == -1)
                 ck_abort_msg("netpolld did not exit within 10 s of SIGTERM");
-        }
         return status;
 }
 
@@ -238,46 +203,6 @@ static void assert_exited_0(int status)
 {
         ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                       "netpolld did not exit 0 (wait status 0x%x)", status);
-}
-
-/* Waits (at most 10 s) until path accepts connections, failing if pid exits. */
-static void wait_listening(pid_t pid, const char *path)
-{
-        int64_t end = test_now() + 10 * SEC;
-        int status;
-
-        while (test_now() < end) {
-                int fd = test_raw_connect(path);
-                if (fd >= 0) {
-                        close(fd);
-                        return;
-                }
-                ck_assert_msg(waitpid(pid, &status, WNOHANG) != pid,
-                              "netpolld exited at start (wait status 0x%x)", status);
-                usleep(10000);
-        }
-        ck_abort_msg("netpolld did not listen on %s within 10 s", path);
-}
-
-/* Reads fd (non-blocking) until EOF, at most 20 s; NUL-terminates. */
-static size_t read_all(int fd, char *buf, size_t len)
-{
-        int64_t end = test_now() + 20 * SEC;
-        size_t n = 0;
-
-        while (n + 1 < len && test_now() < end) {
-                ssize_t k = read(fd, buf + n, len - 1 - n);
-                if (k == 0)
-                        break;
-                if (k > 0) {
-                        n += (size_t)k;
-                        continue;
-                }
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                poll(&pfd, 1, 100);
-        }
-        buf[n] = '\0';
-        return n;
 }
 
 /* The daemon binary as an absolute path (systemd-socket-activate execs it). */
@@ -416,64 +341,6 @@ static AsResult connect_as(const char *path, uid_t uid, gid_t gid)
         kill(pid, SIGKILL); /* no-op when it is done */
         waitpid(pid, NULL, 0);
         return res;
-}
-
-/* A thread parked in np_wait. */
-typedef struct Waiter {
-        pthread_t thread;
-        np_client *c;
-        np_desc d;
-        int mode;
-        int result;
-        atomic_bool done;
-} Waiter;
-
-static void *waiter_main(void *arg)
-{
-        Waiter *w = arg;
-
-        w->result = np_wait(w->c, w->d, w->mode);
-        atomic_store(&w->done, true);
-        return NULL;
-}
-
-static void waiter_start(Waiter *w, np_client *c, np_desc d, int mode)
-{
-        w->c = c;
-        w->d = d;
-        w->mode = mode;
-        w->result = INT_MIN;
-        atomic_store(&w->done, false);
-        ck_assert_int_eq(pthread_create(&w->thread, NULL, waiter_main, w), 0);
-}
-
-/* Joins w if it ends within timeout_ns; returns whether it did. */
-static bool waiter_join(Waiter *w, int64_t timeout_ns)
-{
-        int64_t end = test_now() + timeout_ns;
-
-        while (!atomic_load(&w->done) && test_now() < end)
-                usleep(2000);
-        if (!atomic_load(&w->done))
-                return false;
-        pthread_join(w->thread, NULL);
-        return true;
-}
-
-/* Waits (at most 10 s) until the connection has `waiters` parked waits. */
-static void wait_parked(np_client *c, uint64_t waiters)
-{
-        struct np_session_stats st = { 0 };
-        int64_t end = test_now() + 10 * SEC;
-
-        while (test_now() < end) {
-                ck_assert_int_eq(np_session_stats(c, &st), 0);
-                if (st.waiters == waiters)
-                        return;
-                usleep(5000);
-        }
-        ck_abort_msg("%llu waits parked, expected %llu", (unsigned long long)st.waiters,
-                     (unsigned long long)waiters);
 }
 
 /* ------------------------------------------------------------------ */
@@ -638,9 +505,8 @@ START_TEST(test_ops_socket_activation_refuses_stream_socket)
         pid_t pid = spawn(argv, setup_stream_listen_fd, stream, NULL, &err_fd);
         dlog_init(&log, err_fd);
 
-        if (!wait_exit(pid, 10 * SEC, &status)) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
+        status = test_wait_exit(pid, 10000);
+        if (status == -1) {
                 dlog_pump(&log);
                 ck_abort_msg("netpolld kept running on a passed SOCK_STREAM socket:\n%s",
                              log.buf);
@@ -749,7 +615,8 @@ START_TEST(test_ops_sd_notify_ready_watchdog_status_reload_stopping)
         kill(pid, SIGTERM);
         ck_assert_msg(notify_wait_for(nfd, "STOPPING=1", msg, sizeof(msg), 10 * SEC),
                       "no STOPPING=1 after SIGTERM");
-        ck_assert_msg(wait_exit(pid, 10 * SEC, &status), "no exit within 10 s of SIGTERM");
+        status = test_wait_exit(pid, 10000);
+        ck_assert_msg(status != -1, "no exit within 10 s of SIGTERM");
         assert_exited_0(status);
         close(nfd);
         tmpdir_remove(dir);
@@ -809,7 +676,7 @@ START_TEST(test_ops_reload_keeps_connections_and_applies_limits)
         const char *argv[] = { test_daemon_bin(), "--config", cfg, NULL };
         pid_t pid = spawn(argv, NULL, NULL, NULL, &err_fd);
         dlog_init(&log, err_fd);
-        wait_listening(pid, sock);
+        test_await_listening(pid, sock, -1);
 
         ck_assert_int_eq(np_connect(sock, &c), 0);
         for (int i = 0; i < 3; i++) {
@@ -817,8 +684,8 @@ START_TEST(test_ops_reload_keeps_connections_and_applies_limits)
                 ck_assert_int_eq(np_open(c, p[i][0], (uint64_t)i, &d[i]), 0);
         }
         ck_assert_int_eq(pipe2(extra, O_CLOEXEC), 0);
-        waiter_start(&w, c, d[0], NP_READ);
-        wait_parked(c, 1);
+        waiter_start(&w, c, d[0], NP_READ, false);
+        await_waiters(c, 1);
         dlog_pump(&log);
         ck_assert_msg(strstr(log.buf, "connected as") == NULL,
                       "debug line logged at level info:\n%s", log.buf);
@@ -852,7 +719,7 @@ START_TEST(test_ops_reload_keeps_connections_and_applies_limits)
 
         /* The parked wait survived: readiness still reaches it. */
         ck_assert_int_eq(write(p[0][1], "x", 1), 1);
-        ck_assert_msg(waiter_join(&w, 10 * SEC), "parked np_wait did not end on readiness");
+        ck_assert_msg(waiter_join_within(&w, 10 * SEC), "parked np_wait did not end on readiness");
         ck_assert_int_eq(w.result, NP_OK);
 
         /* A bad file is refused with FILE:LINE and the key; the running
@@ -1081,30 +948,6 @@ START_TEST(test_ops_config_allow_users_refuses_others_with_eacces)
 }
 END_TEST
 
-/* Runs netpolld with argv to completion (at most 20 s) and captures both streams. */
-typedef struct Run {
-        int status;
-        char out[16384];
-        char err[16384];
-} Run;
-
-static void run_daemon(const char *const *argv, Run *run)
-{
-        int out, err, status;
-
-        pid_t pid = spawn(argv, NULL, NULL, &out, &err);
-        read_all(out, run->out, sizeof(run->out));
-        read_all(err, run->err, sizeof(run->err));
-        close(out);
-        close(err);
-        if (!wait_exit(pid, 20 * SEC, &status)) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
-                ck_abort_msg("%s did not exit", argv[0]);
-        }
-        run->status = status;
-}
-
 static void assert_has_line(const char *text, const char *line)
 {
         char want[256];
@@ -1117,7 +960,7 @@ static void assert_has_line(const char *text, const char *line)
 
 START_TEST(test_ops_check_config_prints_every_key)
 {
-        static Run run, again;
+        static TestRun run, again;
         char dir[64], cfg[128], cfg2[128], sock[108], line[256];
         uid_t nobody_uid, daemon_uid;
         gid_t nogroup_gid, daemon_gid;
@@ -1147,7 +990,7 @@ START_TEST(test_ops_check_config_prints_every_key)
                     "[log]\nlevel = debug\n",
                     sock);
         const char *argv[] = { test_daemon_bin(), "--check-config", "--config", cfg, NULL };
-        run_daemon(argv, &run);
+        test_run(&run, argv);
         ck_assert_msg(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
                       "wait status 0x%x, stderr:\n%s", run.status, run.err);
 
@@ -1175,7 +1018,7 @@ START_TEST(test_ops_check_config_prints_every_key)
         /* What it prints is a configuration file meaning the same. */
         write_textf(cfg2, "%s", run.out);
         const char *argv2[] = { test_daemon_bin(), "--check-config", "--config", cfg2, NULL };
-        run_daemon(argv2, &again);
+        test_run(&again, argv2);
         ck_assert_msg(WIFEXITED(again.status) && WEXITSTATUS(again.status) == 0,
                       "printed configuration refused: %s", again.err);
         ck_assert_str_eq(again.out, run.out);
@@ -1183,7 +1026,7 @@ START_TEST(test_ops_check_config_prints_every_key)
         /* Flags override the file. */
         const char *argv3[] = { test_daemon_bin(), "--check-config", "--config", cfg,
                                 "--socket", "/tmp/elsewhere.sock", "--log-level", "err", NULL };
-        run_daemon(argv3, &again);
+        test_run(&again, argv3);
         ck_assert_msg(WIFEXITED(again.status) && WEXITSTATUS(again.status) == 0,
                       "wait status 0x%x", again.status);
         assert_has_line(again.out, "socket_path = /tmp/elsewhere.sock");
@@ -1208,7 +1051,7 @@ static const struct BadConfig {
 
 START_TEST(test_ops_config_error_names_file_line_and_key)
 {
-        static Run run;
+        static TestRun run;
         const struct BadConfig *b = &bad_configs[_i];
         char dir[64], cfg[128], sock[108], want[200];
 
@@ -1219,7 +1062,7 @@ START_TEST(test_ops_config_error_names_file_line_and_key)
         snprintf(want, sizeof(want), "%s:%d:", cfg, b->line);
 
         const char *argv[] = { test_daemon_bin(), "--config", cfg, "--socket", sock, NULL };
-        run_daemon(argv, &run);
+        test_run(&run, argv);
         ck_assert_msg(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 1,
                       "wait status 0x%x, expected exit 1", run.status);
         ck_assert_msg(strstr(run.err, want) != NULL, "no '%s' in:\n%s", want, run.err);
@@ -1228,7 +1071,7 @@ START_TEST(test_ops_config_error_names_file_line_and_key)
         ck_assert_msg(!path_exists(sock), "socket created despite the bad configuration");
 
         const char *argv2[] = { test_daemon_bin(), "--check-config", "--config", cfg, NULL };
-        run_daemon(argv2, &run);
+        test_run(&run, argv2);
         ck_assert_msg(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 1,
                       "--check-config: wait status 0x%x, expected exit 1", run.status);
         ck_assert_msg(strstr(run.err, want) != NULL, "--check-config: no '%s' in:\n%s", want,
@@ -1262,14 +1105,16 @@ START_TEST(test_ops_sigterm_ends_parked_waits_and_exits_0)
                 ;
         ck_assert_int_eq(np_open(c, rp[0], 1, &dr), 0);
         ck_assert_int_eq(np_open(c, wp[1], 2, &dw), 0);
-        waiter_start(&reader, c, dr, NP_READ);
-        waiter_start(&writer, c, dw, NP_WRITE);
-        wait_parked(c, 2);
+        waiter_start(&reader, c, dr, NP_READ, false);
+        waiter_start(&writer, c, dw, NP_WRITE, false);
+        await_waiters(c, 2);
 
         int64_t t0 = test_now();
         kill(td.pid, SIGTERM);
-        ck_assert_msg(waiter_join(&reader, 10 * SEC), "parked read wait not ended by SIGTERM");
-        ck_assert_msg(waiter_join(&writer, 10 * SEC), "parked write wait not ended by SIGTERM");
+        ck_assert_msg(waiter_join_within(&reader, 10 * SEC),
+                      "parked read wait not ended by SIGTERM");
+        ck_assert_msg(waiter_join_within(&writer, 10 * SEC),
+                      "parked write wait not ended by SIGTERM");
         fprintf(stderr, "ops: SIGTERM ended the parked waits with %s (read) and %s (write)\n",
                 outcome(reader.result), outcome(writer.result));
         /* The daemon flushes the closing outcomes before it closes. */
@@ -1278,7 +1123,8 @@ START_TEST(test_ops_sigterm_ends_parked_waits_and_exits_0)
         ck_assert_msg(writer.result == NP_ERR_CLOSING, "write wait: %d (%s)", writer.result,
                       np_strerror(writer.result));
 
-        ck_assert_msg(wait_exit(td.pid, 10 * SEC, &status), "no exit within 10 s of SIGTERM");
+        status = test_wait_exit(td.pid, 10000);
+        ck_assert_msg(status != -1, "no exit within 10 s of SIGTERM");
         int64_t elapsed = test_now() - t0;
         td.pid = 0;
         assert_exited_0(status);

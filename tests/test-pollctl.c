@@ -30,181 +30,17 @@
 #define NS_PER_S INT64_C(1000000000)
 #define NOBODY 65534
 
-static const char *pollctl_bin(void)
-{
-        const char *b = getenv("POLLCTL_BIN");
-        return b && *b ? b : "./build/pollctl";
-}
-
 /* examples/supervise in the directory of $POLLCTL_BIN. */
 static const char *supervise_bin(void)
 {
         static char path[PATH_MAX];
-        const char *b = pollctl_bin(), *slash = strrchr(b, '/');
+        const char *b = test_pollctl_bin(), *slash = strrchr(b, '/');
 
         if (slash)
                 snprintf(path, sizeof(path), "%.*s/examples/supervise", (int)(slash - b), b);
         else
                 snprintf(path, sizeof(path), "examples/supervise");
         return path;
-}
-
-/* ------------------------------------------------------------------ */
-/* Running programs                                                     */
-
-typedef struct Proc {
-        pid_t pid;
-        int out, err; /* read ends of its stdout and stderr */
-        int64_t start;
-} Proc;
-
-typedef struct Run {
-        int status;
-        int64_t elapsed_ns;
-        char out[32768];
-        char err[8192];
-} Run;
-
-/*
- * Starts argv with stdout and stderr on pipes and stdin on stdin_fd (-1:
- * /dev/null).  as_nobody drops to uid/gid 65534 first; sock_env sets
- * $NETPOLL_SOCKET (NULL: unset).
- */
-static void proc_spawn(Proc *p, const char *const *argv, bool as_nobody, const char *sock_env,
-                       int stdin_fd)
-{
-        int o[2], e[2];
-
-        ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(e, O_CLOEXEC), 0);
-        p->start = test_now();
-        p->pid = fork();
-        ck_assert_int_ge(p->pid, 0);
-        if (p->pid == 0) {
-                int in = stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY);
-                dup2(in, STDIN_FILENO);
-                dup2(o[1], STDOUT_FILENO);
-                dup2(e[1], STDERR_FILENO);
-                sigset_t none;
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                signal(SIGPIPE, SIG_DFL);
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("NOTIFY_SOCKET");
-                if (sock_env)
-                        setenv("NETPOLL_SOCKET", sock_env, 1);
-                else
-                        unsetenv("NETPOLL_SOCKET");
-                if (as_nobody && (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
-                                  setuid(NOBODY) < 0))
-                        _exit(126);
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        close(o[1]);
-        close(e[1]);
-        p->out = o[0];
-        p->err = e[0];
-}
-
-/* Waits at most timeout_ms for p to exit, else SIGKILLs it; -1 then. */
-static int proc_wait(Proc *p, int timeout_ms)
-{
-        int status;
-
-        for (int waited = 0;; waited += 5) {
-                pid_t r = waitpid(p->pid, &status, WNOHANG);
-                if (r == p->pid)
-                        return status;
-                ck_assert_int_eq(r, 0);
-                if (waited >= timeout_ms)
-                        break;
-                usleep(5000);
-        }
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, &status, 0);
-        return -1;
-}
-
-/* Reads p's stdout and stderr to EOF (at most 20 s), then its exit. */
-static void proc_collect(Proc *p, Run *r)
-{
-        struct pollfd pfd[2] = { { .fd = p->out, .events = POLLIN },
-                                 { .fd = p->err, .events = POLLIN } };
-        size_t len[2] = { 0, 0 };
-        int64_t deadline = test_now() + 20 * NS_PER_S;
-
-        while ((pfd[0].fd >= 0 || pfd[1].fd >= 0) && test_now() < deadline) {
-                if (poll(pfd, 2, 100) <= 0)
-                        continue;
-                for (int i = 0; i < 2; i++) {
-                        char *buf = i ? r->err : r->out;
-                        size_t cap = i ? sizeof(r->err) : sizeof(r->out);
-                        if (pfd[i].fd < 0 || !pfd[i].revents)
-                                continue;
-                        ssize_t k = read(pfd[i].fd, buf + len[i], cap - 1 - len[i]);
-                        if (k <= 0 || len[i] + (size_t)k >= cap - 1) {
-                                close(pfd[i].fd);
-                                pfd[i].fd = -1;
-                        }
-                        if (k > 0)
-                                len[i] += (size_t)k;
-                }
-        }
-        for (int i = 0; i < 2; i++)
-                if (pfd[i].fd >= 0)
-                        close(pfd[i].fd);
-        r->out[len[0]] = '\0';
-        r->err[len[1]] = '\0';
-        r->status = proc_wait(p, 5000);
-        r->elapsed_ns = test_now() - p->start;
-        ck_assert_msg(r->status != -1, "%s did not exit\nstdout: %s\nstderr: %s", "child",
-                      r->out, r->err);
-}
-
-static void run_full(Run *r, const char *const *argv, bool as_nobody, const char *sock_env,
-                     int stdin_fd)
-{
-        Proc p;
-
-        memset(r, 0, sizeof(*r));
-        proc_spawn(&p, argv, as_nobody, sock_env, stdin_fd);
-        proc_collect(&p, r);
-}
-
-static void run(Run *r, const char *const *argv)
-{
-        run_full(r, argv, false, NULL, -1);
-}
-
-static void assert_exit(const Run *r, int code)
-{
-        ck_assert_msg(WIFEXITED(r->status) && WEXITSTATUS(r->status) == code,
-                      "exit status %d (raw 0x%x), want %d\nstdout: %s\nstderr: %s",
-                      WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1, r->status, code,
-                      r->out, r->err);
-}
-
-/* Appends what fd has (waiting at most until deadline) to buf until needle
- * appears in it.  Returns whether it did. */
-static bool read_until(int fd, char *buf, size_t cap, size_t *len, const char *needle,
-                       int64_t deadline)
-{
-        while (!strstr(buf, needle)) {
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                int64_t left = (deadline - test_now()) / NS_PER_MS;
-                if (left <= 0 || *len + 1 >= cap)
-                        return false;
-                if (poll(&pfd, 1, (int)left) <= 0)
-                        continue;
-                ssize_t k = read(fd, buf + *len, cap - 1 - *len);
-                if (k <= 0)
-                        return false;
-                *len += (size_t)k;
-                buf[*len] = '\0';
-        }
-        return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -262,36 +98,6 @@ static void scratch_dir(char *dir, size_t len)
         ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 
-static void write_file(const char *path, const char *text)
-{
-        FILE *f = fopen(path, "we");
-
-        ck_assert_ptr_nonnull(f);
-        fputs(text, f);
-        ck_assert_int_eq(fclose(f), 0);
-}
-
-static void daemon_stop(TestDaemon *d)
-{
-        int status = test_daemon_stop(d);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "daemon status 0x%x",
-                      status);
-}
-
-/* Polls the daemon until `waiters` parked waits exist (at most 10 s). */
-static void wait_waiters(np_client *c, uint64_t waiters)
-{
-        struct np_status st = { 0 };
-
-        for (int i = 0; i < 1000; i++) {
-                ck_assert_int_eq(np_status(c, &st), 0);
-                if (st.waiters == waiters)
-                        return;
-                usleep(10000);
-        }
-        ck_abort_msg("waiters %" PRIu64 ", want %" PRIu64, st.waiters, waiters);
-}
-
 /* Waits until a `pollctl` connection has had a request served: its watch
  * subscription is then in place. */
 static void wait_pollctl_request(np_client *c)
@@ -321,7 +127,7 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         np_desc d1, d2;
         int p[2], q[2];
         char obj[1024], want[96], id[32];
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
@@ -335,9 +141,9 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         uint64_t me = np_connection_id(c);
         snprintf(id, sizeof(id), "%" PRIu64, me);
 
-        const char *status[] = { pollctl_bin(), "--socket", d.sock, "--json", "status", NULL };
-        run(&r, status);
-        assert_exit(&r, 0);
+        const char *status[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "status", NULL };
+        test_run(&r, status);
+        test_assert_exit(&r, 0);
         ck_assert_int_eq(json_int(r.out, "descriptors"), 2);
         ck_assert_int_eq(json_int(r.out, "slots_in_use"), 2);
         ck_assert_int_eq(json_int(r.out, "timers"), 1); /* d1's; d2's is in the past */
@@ -348,9 +154,11 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         ck_assert_int_eq(json_int(r.out, "max_descriptors_per_connection"), 4096);
         ck_assert_int_eq(json_int(r.out, "handshake_timeout_ns"), 5 * NS_PER_S);
 
-        const char *clients[] = { pollctl_bin(), "--socket", d.sock, "--json", "clients", NULL };
-        run(&r, clients);
-        assert_exit(&r, 0);
+        const char *clients[] = {
+                test_pollctl_bin(), "--socket", d.sock, "--json", "clients", NULL
+        };
+        test_run(&r, clients);
+        test_assert_exit(&r, 0);
         ck_assert_msg(strncmp(r.out, "{\"clients\":[", 12) == 0, "%s", r.out);
         snprintf(want, sizeof(want), "{\"id\":%s,", id);
         ck_assert_msg(json_object(r.out, want, obj, sizeof(obj)), "no %s in %s", want, r.out);
@@ -365,10 +173,10 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         assert_has(obj, "\"comm\":\"pollctl\"");
         ck_assert_int_eq(json_int(obj, "descriptors"), 0);
 
-        const char *descs[] = { pollctl_bin(), "--socket", d.sock, "--json", "descs",
-                                "--client",    id,        NULL };
-        run(&r, descs);
-        assert_exit(&r, 0);
+        const char *descs[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "descs",
+                                "--client",         id,         NULL };
+        test_run(&r, descs);
+        test_assert_exit(&r, 0);
         ck_assert_msg(strncmp(r.out, "{\"descs\":[", 10) == 0, "%s", r.out);
         ck_assert_uint_eq(count_of(r.out, "\"desc\":"), 2);
         snprintf(want, sizeof(want), "\"desc\":\"0x%" PRIx64 "\"", d1);
@@ -389,9 +197,9 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         assert_has(obj, "\"read_deadline\":\"expired\",\"read_deadline_ns\":-1");
 
         /* Without --client: every descriptor root may see, the same two. */
-        const char *all[] = { pollctl_bin(), "--socket", d.sock, "descs", NULL };
-        run(&r, all);
-        assert_exit(&r, 0);
+        const char *all[] = { test_pollctl_bin(), "--socket", d.sock, "descs", NULL };
+        test_run(&r, all);
+        test_assert_exit(&r, 0);
         ck_assert_uint_eq(count_of(r.out, "\n"), 3); /* header and two rows */
         assert_has(r.out, "READ-DEADLINE");
         assert_has(r.out, "expired");
@@ -403,9 +211,9 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
          * (waiting), then both closing after an unblock. */
         ck_assert_int_eq(write(p[1], "x", 1), 1);
         ck_assert_int_eq(np_arm(c, d1, NP_WRITE), 0);
-        wait_waiters(c, 1);
-        run(&r, descs);
-        assert_exit(&r, 0);
+        await_daemon_waiters(c, 1);
+        test_run(&r, descs);
+        test_assert_exit(&r, 0);
         snprintf(want, sizeof(want), "\"desc\":\"0x%" PRIx64 "\"", d1);
         ck_assert(json_object(r.out, want, obj, sizeof(obj)));
         assert_has(obj, "\"read\":\"ready\",\"write\":\"waiting\"");
@@ -413,8 +221,8 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         np_event ev;
         ck_assert_int_eq(np_poll(c, 10 * NS_PER_S, &ev, 1), 1);
         ck_assert_int_eq(ev.result, NP_ERR_CLOSING);
-        run(&r, descs);
-        assert_exit(&r, 0);
+        test_run(&r, descs);
+        test_assert_exit(&r, 0);
         ck_assert(json_object(r.out, want, obj, sizeof(obj)));
         assert_has(obj, "\"read\":\"closing\",\"write\":\"closing\"");
         struct np_session_stats ss;
@@ -426,7 +234,7 @@ START_TEST(test_pollctl_json_reports_descriptors_and_deadlines)
         ck_assert_int_eq(np_close(c, d2), 0);
         np_disconnect(c);
         close(p[0]), close(p[1]), close(q[0]), close(q[1]);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -436,7 +244,7 @@ START_TEST(test_pollctl_text_tables_align_with_units)
         np_client *c;
         np_desc dd;
         int p[2];
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
@@ -445,9 +253,9 @@ START_TEST(test_pollctl_text_tables_align_with_units)
         ck_assert_int_eq(np_set_deadline(c, dd, 5 * NS_PER_S, NP_READ), 0);
         ck_assert_int_eq(np_ping(c), 0);
 
-        const char *status[] = { pollctl_bin(), "--socket", d.sock, "status", NULL };
-        run(&r, status);
-        assert_exit(&r, 0);
+        const char *status[] = { test_pollctl_bin(), "--socket", d.sock, "status", NULL };
+        test_run(&r, status);
+        test_assert_exit(&r, 0);
         static const char *const lines[] = { "parked waiters     0\n",
                                              "armed timers       1\n",
                                              "pollcache slots    1 in use / ",
@@ -459,9 +267,9 @@ START_TEST(test_pollctl_text_tables_align_with_units)
                 assert_has(r.out, lines[i]);
         ck_assert(!strchr(r.out, '\033')); /* no colour through a pipe */
 
-        const char *clients[] = { pollctl_bin(), "--socket", d.sock, "clients", NULL };
-        run(&r, clients);
-        assert_exit(&r, 0);
+        const char *clients[] = { test_pollctl_bin(), "--socket", d.sock, "clients", NULL };
+        test_run(&r, clients);
+        test_assert_exit(&r, 0);
         /* Every row is as long as the header up to the last column. */
         char *nl = strchr(r.out, '\n');
         ck_assert_ptr_nonnull(nl);
@@ -475,16 +283,16 @@ START_TEST(test_pollctl_text_tables_align_with_units)
         assert_has(r.out, "0 B");
         assert_has(r.out, "(this pollctl)");
 
-        const char *descs[] = { pollctl_bin(), "--socket", d.sock, "descs", NULL };
-        run(&r, descs);
-        assert_exit(&r, 0);
+        const char *descs[] = { test_pollctl_bin(), "--socket", d.sock, "descs", NULL };
+        test_run(&r, descs);
+        test_assert_exit(&r, 0);
         assert_has(r.out, " s ");
         assert_has(r.out, "none");
         ck_assert_int_eq(np_unblock(c, dd), 0);
         ck_assert_int_eq(np_close(c, dd), 0);
         np_disconnect(c);
         close(p[0]), close(p[1]);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -495,7 +303,7 @@ START_TEST(test_pollctl_escapes_command_names)
         TestDaemon d;
         int ready[2], hold[2];
         char c;
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
@@ -517,13 +325,13 @@ START_TEST(test_pollctl_escapes_command_names)
         close(ready[1]);
         ck_assert_int_eq(read(ready[0], &c, 1), 1);
 
-        const char *json[] = { pollctl_bin(), "--socket", d.sock, "--json", "clients", NULL };
-        run(&r, json);
-        assert_exit(&r, 0);
+        const char *json[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "clients", NULL };
+        test_run(&r, json);
+        test_assert_exit(&r, 0);
         assert_has(r.out, "\"comm\":\"q\\\"b\\\\\\t\\u0001\\ufffd\"");
-        const char *text[] = { pollctl_bin(), "--socket", d.sock, "clients", NULL };
-        run(&r, text);
-        assert_exit(&r, 0);
+        const char *text[] = { test_pollctl_bin(), "--socket", d.sock, "clients", NULL };
+        test_run(&r, text);
+        test_assert_exit(&r, 0);
         assert_has(r.out, "q\"b\\???\n");
 
         close(hold[1]);
@@ -531,7 +339,7 @@ START_TEST(test_pollctl_escapes_command_names)
         int status;
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -636,7 +444,7 @@ static bool access_begin(AccessSetup *a, const char *conf_text)
                 return false;
         scratch_dir(a->dir, sizeof(a->dir));
         snprintf(a->conf, sizeof(a->conf), "%s/netpolld.conf", a->dir);
-        write_file(a->conf, conf_text);
+        test_write_file(a->conf, conf_text);
         const char *args[] = { "--config", a->conf, NULL };
         test_daemon_start(&a->d, args, 0, false);
         ck_assert_int_eq(chmod(a->d.dir, 0755), 0);
@@ -652,7 +460,7 @@ static void access_end(AccessSetup *a)
         ck_assert_int_eq(np_close(a->c, a->desc), 0);
         np_disconnect(a->c);
         close(a->p[0]), close(a->p[1]);
-        daemon_stop(&a->d);
+        test_daemon_stop_ok(&a->d);
         ck_assert_int_eq(unlink(a->conf), 0);
         ck_assert_int_eq(rmdir(a->dir), 0);
 }
@@ -661,36 +469,37 @@ START_TEST(test_pollctl_non_admin_sees_only_itself)
 {
         AccessSetup a;
         char id[32];
-        Run r;
+        TestRun r;
 
         if (!access_begin(&a, "[daemon]\nsocket_mode = 0666\n"))
                 return;
         check_as_nobody(a.d.sock, np_connection_id(a.c), false);
 
-        const char *status[] = { pollctl_bin(), "--socket", a.d.sock, "status", NULL };
-        run_full(&r, status, true, NULL, -1);
-        assert_exit(&r, 1);
+        const char *status[] = { test_pollctl_bin(), "--socket", a.d.sock, "status", NULL };
+        test_run_full(&r, status, true, NULL, -1);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "needs root, or a user/group listed in admin_users/admin_groups of "
                           "netpolld.conf [access]");
         ck_assert_str_eq(r.out, "");
 
-        const char *clients[] = { pollctl_bin(), "--socket", a.d.sock, "--json", "clients", NULL };
-        run_full(&r, clients, true, NULL, -1);
-        assert_exit(&r, 0);
+        const char *clients[] = { test_pollctl_bin(), "--socket", a.d.sock,
+                                  "--json",           "clients",  NULL };
+        test_run_full(&r, clients, true, NULL, -1);
+        test_assert_exit(&r, 0);
         ck_assert_uint_eq(count_of(r.out, "\"id\":"), 1);
         assert_has(r.out, "\"uid\":65534");
         assert_has(r.out, "\"self\":true");
 
         snprintf(id, sizeof(id), "%" PRIu64, np_connection_id(a.c));
-        const char *descs[] = { pollctl_bin(), "--socket", a.d.sock, "descs", "--client", id,
-                                NULL };
-        run_full(&r, descs, true, NULL, -1);
-        assert_exit(&r, 1);
+        const char *descs[] = { test_pollctl_bin(), "--socket", a.d.sock, "descs",
+                                "--client",         id,         NULL };
+        test_run_full(&r, descs, true, NULL, -1);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "admin_users");
-        const char *watch[] = { pollctl_bin(), "--socket", a.d.sock, "watch", "--client", id,
-                                NULL };
-        run_full(&r, watch, true, NULL, -1);
-        assert_exit(&r, 1);
+        const char *watch[] = { test_pollctl_bin(), "--socket", a.d.sock, "watch",
+                                "--client",         id,         NULL };
+        test_run_full(&r, watch, true, NULL, -1);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "admin_groups");
         access_end(&a);
 }
@@ -699,19 +508,22 @@ END_TEST
 START_TEST(test_pollctl_admin_users_grants_access)
 {
         AccessSetup a;
-        Run r;
+        TestRun r;
 
         if (!access_begin(&a, "[daemon]\nsocket_mode = 0666\n[access]\nadmin_users = nobody\n"))
                 return;
         check_as_nobody(a.d.sock, np_connection_id(a.c), true);
 
-        const char *status[] = { pollctl_bin(), "--socket", a.d.sock, "--json", "status", NULL };
-        run_full(&r, status, true, NULL, -1);
-        assert_exit(&r, 0);
+        const char *status[] = {
+                test_pollctl_bin(), "--socket", a.d.sock, "--json", "status", NULL
+        };
+        test_run_full(&r, status, true, NULL, -1);
+        test_assert_exit(&r, 0);
         ck_assert_int_eq(json_int(r.out, "descriptors"), 1);
-        const char *clients[] = { pollctl_bin(), "--socket", a.d.sock, "--json", "clients", NULL };
-        run_full(&r, clients, true, NULL, -1);
-        assert_exit(&r, 0);
+        const char *clients[] = { test_pollctl_bin(), "--socket", a.d.sock,
+                                  "--json",           "clients",  NULL };
+        test_run_full(&r, clients, true, NULL, -1);
+        test_assert_exit(&r, 0);
         ck_assert_uint_eq(count_of(r.out, "\"id\":"), 2);
         access_end(&a);
 }
@@ -725,8 +537,8 @@ START_TEST(test_pollctl_wait_fifo_ready_when_written)
         TestDaemon d;
         char dir[64], fifo[128];
         np_client *c;
-        Proc p;
-        Run r = { 0 };
+        TestProc p;
+        TestRun r = { 0 };
 
         test_daemon_start(&d, NULL, 0, false);
         scratch_dir(dir, sizeof(dir));
@@ -734,31 +546,31 @@ START_TEST(test_pollctl_wait_fifo_ready_when_written)
         ck_assert_int_eq(mkfifo(fifo, 0600), 0);
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
 
-        const char *argv[] = { pollctl_bin(), "--socket", d.sock, "wait", "--read",
-                               "--timeout",   "20s",    fifo,   NULL };
-        proc_spawn(&p, argv, false, NULL, -1);
-        wait_waiters(c, 1); /* parked in the daemon, on the FIFO without writer */
+        const char *argv[] = { test_pollctl_bin(), "--socket", d.sock, "wait", "--read",
+                               "--timeout",        "20s",      fifo,   NULL };
+        test_proc_spawn(&p, argv, false, NULL, -1);
+        await_daemon_waiters(c, 1); /* parked in the daemon, on the FIFO without writer */
         int w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         ck_assert_int_ge(w, 0);
         int64_t t0 = test_now();
         ck_assert_int_eq(write(w, "x", 1), 1);
-        proc_collect(&p, &r);
-        assert_exit(&r, 0);
+        test_proc_collect(&p, &r);
+        test_assert_exit(&r, 0);
         ck_assert_int_lt(test_now() - t0, 5 * NS_PER_S);
         ck_assert_str_eq(r.out, "");
 
         /* --write on a FIFO without reader: opened read-write, ready at once. */
         close(w);
-        const char *wr[] = { pollctl_bin(), "--socket", d.sock, "--json", "wait",
-                             "--write",     "-t",       "20s",  fifo,     NULL };
-        run(&r, wr);
-        assert_exit(&r, 0);
+        const char *wr[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "wait",
+                             "--write",          "-t",       "20s",  fifo,     NULL };
+        test_run(&r, wr);
+        test_assert_exit(&r, 0);
         assert_has(r.out, "\"result\":\"ready\",\"mode\":\"write\"");
 
         np_disconnect(c);
         ck_assert_int_eq(unlink(fifo), 0);
         ck_assert_int_eq(rmdir(dir), 0);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -766,29 +578,29 @@ START_TEST(test_pollctl_wait_times_out_with_124_never_early)
 {
         TestDaemon d;
         char dir[64], fifo[128];
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         scratch_dir(dir, sizeof(dir));
         snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
         ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-        const char *argv[] = { pollctl_bin(), "--socket", d.sock, "wait",
-                               "--timeout",   "500ms",  fifo,   NULL };
-        run(&r, argv);
-        assert_exit(&r, 124);
+        const char *argv[] = { test_pollctl_bin(), "--socket", d.sock, "wait",
+                               "--timeout",        "500ms",    fifo,   NULL };
+        test_run(&r, argv);
+        test_assert_exit(&r, 124);
         ck_assert_msg(r.elapsed_ns >= 500 * NS_PER_MS, "after %" PRId64 " ns", r.elapsed_ns);
         ck_assert_msg(r.elapsed_ns < 5 * NS_PER_S, "after %" PRId64 " ns", r.elapsed_ns);
         ck_assert_str_eq(r.err, "");
 
-        const char *json[] = { pollctl_bin(), "--socket", d.sock, "--json", "wait",
-                               "--timeout",   "250ms",  fifo,   NULL };
-        run(&r, json);
-        assert_exit(&r, 124);
+        const char *json[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "wait",
+                               "--timeout",        "250ms",    fifo,   NULL };
+        test_run(&r, json);
+        test_assert_exit(&r, 124);
         assert_has(r.out, "\"result\":\"timeout\",\"mode\":\"read\",\"elapsed_ns\":");
         ck_assert_int_ge(json_int(r.out, "elapsed_ns"), 250 * NS_PER_MS);
         ck_assert_int_eq(unlink(fifo), 0);
         ck_assert_int_eq(rmdir(dir), 0);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -796,37 +608,40 @@ START_TEST(test_pollctl_wait_on_stdin_and_errors)
 {
         TestDaemon d;
         int p[2];
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         /* stdin (fd 0 by default, and --fd 0) a pipe: empty times out, then
          * readable once it has data. */
-        const char *def[] = { pollctl_bin(), "--socket", d.sock, "wait", "-t", "200ms", NULL };
-        run_full(&r, def, false, NULL, p[0]);
-        assert_exit(&r, 124);
+        const char *def[] = { test_pollctl_bin(), "--socket", d.sock, "wait", "-t", "200ms", NULL };
+        test_run_full(&r, def, false, NULL, p[0]);
+        test_assert_exit(&r, 124);
         ck_assert_int_ge(r.elapsed_ns, 200 * NS_PER_MS);
         ck_assert_int_eq(write(p[1], "x", 1), 1);
-        const char *fd0[] = { pollctl_bin(), "--socket", d.sock, "wait", "--fd", "0",
-                              "-t",          "20s",    NULL };
-        run_full(&r, fd0, false, NULL, p[0]);
-        assert_exit(&r, 0);
+        const char *fd0[] = {
+                test_pollctl_bin(), "--socket", d.sock, "wait", "--fd", "0", "-t", "20s", NULL
+        };
+        test_run_full(&r, fd0, false, NULL, p[0]);
+        test_assert_exit(&r, 0);
 
         /* /dev/null cannot be polled; a missing path; a closed fd. */
-        run(&r, def);
-        assert_exit(&r, 1);
+        test_run(&r, def);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "not pollable");
-        const char *missing[] = { pollctl_bin(), "--socket", d.sock, "wait", "/nonexistent/x",
-                                  NULL };
-        run(&r, missing);
-        assert_exit(&r, 1);
+        const char *missing[] = { test_pollctl_bin(), "--socket", d.sock, "wait",
+                                  "/nonexistent/x",   NULL };
+        test_run(&r, missing);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "/nonexistent/x");
-        const char *badfd[] = { pollctl_bin(), "--socket", d.sock, "wait", "--fd", "77", NULL };
-        run(&r, badfd);
-        assert_exit(&r, 1);
+        const char *badfd[] = {
+                test_pollctl_bin(), "--socket", d.sock, "wait", "--fd", "77", NULL
+        };
+        test_run(&r, badfd);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "fd 77");
         close(p[0]), close(p[1]);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -840,15 +655,14 @@ START_TEST(test_pollctl_watch_json_streams_events_in_order)
         np_desc dd;
         int p[2];
         char buf[16384] = "", id[32], want[128];
-        size_t len = 0;
-        Proc w;
+        TestProc w;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
         snprintf(id, sizeof(id), "%" PRIu64, np_connection_id(c));
-        const char *argv[] = { pollctl_bin(), "--socket", d.sock, "--json", "watch",
-                               "--client",    id,       NULL };
-        proc_spawn(&w, argv, false, NULL, -1);
+        const char *argv[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "watch",
+                               "--client",         id,         NULL };
+        test_proc_spawn(&w, argv, false, NULL, -1);
         wait_pollctl_request(c);
 
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
@@ -858,8 +672,7 @@ START_TEST(test_pollctl_watch_json_streams_events_in_order)
         ck_assert_int_eq(np_unblock(c, dd), 0);
         ck_assert_int_eq(np_close(c, dd), 0);
 
-        ck_assert_msg(read_until(w.out, buf, sizeof(buf), &len, "\"event\":\"close\"",
-                                 test_now() + 10 * NS_PER_S),
+        ck_assert_msg(test_read_until(w.out, buf, sizeof(buf), "\"event\":\"close\""),
                       "watch printed: %s", buf);
         const char *open = strstr(buf, "\"event\":\"open\""),
                    *timeout = strstr(buf, "\"event\":\"timeout\""),
@@ -886,12 +699,12 @@ START_TEST(test_pollctl_watch_json_streams_events_in_order)
         ck_assert_int_ge(t2 - t1, 50 * NS_PER_MS); /* the deadline between them */
 
         ck_assert_int_eq(kill(w.pid, SIGINT), 0);
-        Run r = { 0 };
-        proc_collect(&w, &r);
-        assert_exit(&r, 0);
+        TestRun r = { 0 };
+        test_proc_collect(&w, &r);
+        test_assert_exit(&r, 0);
         np_disconnect(c);
         close(p[0]), close(p[1]);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -900,28 +713,26 @@ START_TEST(test_pollctl_watch_text_sees_connects_and_stops_on_sigterm)
         TestDaemon d;
         np_client *c, *other;
         char buf[16384] = "";
-        size_t len = 0;
-        Proc w;
+        TestProc w;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
-        const char *argv[] = { pollctl_bin(), "--socket", d.sock, "watch", NULL };
-        proc_spawn(&w, argv, false, NULL, -1);
+        const char *argv[] = { test_pollctl_bin(), "--socket", d.sock, "watch", NULL };
+        test_proc_spawn(&w, argv, false, NULL, -1);
         wait_pollctl_request(c);
         ck_assert_int_eq(np_connect(d.sock, &other), 0);
         np_disconnect(other);
-        ck_assert_msg(read_until(w.out, buf, sizeof(buf), &len, "disconnect ",
-                                 test_now() + 10 * NS_PER_S),
-                      "watch printed: %s", buf);
+        ck_assert_msg(test_read_until(w.out, buf, sizeof(buf), "disconnect "), "watch printed: %s",
+                      buf);
         assert_has(buf, "connect     client=");
         assert_has(buf, "comm=run-tests\n");
         ck_assert(!strstr(buf, "desc=")); /* connect and disconnect have none */
         ck_assert_int_eq(kill(w.pid, SIGTERM), 0);
-        Run r = { 0 };
-        proc_collect(&w, &r);
-        assert_exit(&r, 0);
+        TestRun r = { 0 };
+        test_proc_collect(&w, &r);
+        test_assert_exit(&r, 0);
         np_disconnect(c);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -934,15 +745,15 @@ START_TEST(test_supervise_kills_silent_child_and_relays_lines)
         np_client *c;
         np_watch_event ev[64];
         int opens = 0, closes = 0, disconnects = 0;
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
         ck_assert_int_eq(np_watch(c, 0), 0);
         const char *argv[] = { supervise_bin(), "--silence", "500ms", "--", "sh", "-c",
                                "sleep 5", "--", "sh", "-c", "echo a; echo b; echo c", NULL };
-        run_full(&r, argv, false, d.sock, -1);
-        assert_exit(&r, 1); /* one child was killed */
+        test_run_full(&r, argv, false, d.sock, -1);
+        test_assert_exit(&r, 1); /* one child was killed */
         ck_assert_msg(r.elapsed_ns >= 500 * NS_PER_MS, "after %" PRId64 " ns", r.elapsed_ns);
         ck_assert_msg(r.elapsed_ns < 4 * NS_PER_S, "after %" PRId64 " ns", r.elapsed_ns);
         assert_has(r.out, "[sh] a\n[sh] b\n[sh] c\n");
@@ -973,30 +784,30 @@ START_TEST(test_supervise_kills_silent_child_and_relays_lines)
         }
         ck_assert_int_eq(opens, 4);
         np_disconnect(c);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
 START_TEST(test_supervise_exit_status_and_partial_lines)
 {
         TestDaemon d;
-        Run r;
+        TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
         const char *ok[] = { supervise_bin(), "--", "true", "--", "sh", "-c",
                              "printf 'x\\npartial'; echo oops >&2", NULL };
-        run_full(&r, ok, false, d.sock, -1);
-        assert_exit(&r, 0);
+        test_run_full(&r, ok, false, d.sock, -1);
+        test_assert_exit(&r, 0);
         assert_has(r.out, "[sh] x\n[sh] partial\n");
         assert_has(r.err, "[sh] oops\n");
 
         const char *bad[] = { supervise_bin(), "--silence", "10s", "--", "true", "--",
                               "sh", "-c", "exit 3", NULL };
-        run_full(&r, bad, false, d.sock, -1);
-        assert_exit(&r, 1);
+        test_run_full(&r, bad, false, d.sock, -1);
+        test_assert_exit(&r, 1);
         assert_has(r.err, "exited with status 3");
         ck_assert_int_lt(r.elapsed_ns, 5 * NS_PER_S);
-        daemon_stop(&d);
+        test_daemon_stop_ok(&d);
 }
 END_TEST
 
@@ -1022,13 +833,13 @@ START_TEST(test_pollctl_usage_errors_exit_2)
                 { "wait", "--fd", "0", "/tmp" },
                 { "wait", "a", "b" },
         };
-        Run r;
+        TestRun r;
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                const char *argv[10] = { pollctl_bin(), "--socket", "/nonexistent/np.sock" };
+                const char *argv[10] = { test_pollctl_bin(), "--socket", "/nonexistent/np.sock" };
                 for (int k = 0; k < 6 && cases[i][k]; k++)
                         argv[3 + k] = cases[i][k];
-                run(&r, argv);
+                test_run(&r, argv);
                 ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 2,
                               "case %zu (%s %s): status 0x%x, stderr: %s", i, argv[3], argv[4],
                               r.status, r.err);
@@ -1041,7 +852,7 @@ START_TEST(test_pollctl_usage_errors_exit_2)
                 const char *argv[6] = { supervise_bin() };
                 for (int k = 0; k < 4 && sup[i][k]; k++)
                         argv[1 + k] = sup[i][k];
-                run(&r, argv);
+                test_run(&r, argv);
                 ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 2,
                               "supervise case %zu: status 0x%x, stderr: %s", i, r.status, r.err);
         }
@@ -1053,26 +864,28 @@ START_TEST(test_pollctl_every_command_help_exits_0)
         static const char *const cmds[] = { "status", "clients", "descs", "watch", "ping",
                                             "wait" };
         char want[64];
-        Run r;
+        TestRun r;
 
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-                const char *argv[] = { pollctl_bin(), "--socket", "/nonexistent/np.sock",
-                                       cmds[i], "--help", NULL };
-                run(&r, argv);
-                assert_exit(&r, 0);
+                const char *argv[] = {
+                        test_pollctl_bin(), "--socket", "/nonexistent/np.sock", cmds[i],
+                        "--help",           NULL
+                };
+                test_run(&r, argv);
+                test_assert_exit(&r, 0);
                 snprintf(want, sizeof(want), "Usage: pollctl [--socket PATH] [--json] %s",
                          cmds[i]);
                 ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
                 ck_assert_uint_gt(count_of(r.out, "\n"), 1);
         }
-        const char *top[] = { pollctl_bin(), "--help", NULL };
-        run(&r, top);
-        assert_exit(&r, 0);
+        const char *top[] = { test_pollctl_bin(), "--help", NULL };
+        test_run(&r, top);
+        test_assert_exit(&r, 0);
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
                 assert_has(r.out, cmds[i]);
         const char *sup[] = { supervise_bin(), "--help", NULL };
-        run(&r, sup);
-        assert_exit(&r, 0);
+        test_run(&r, sup);
+        test_assert_exit(&r, 0);
         assert_has(r.out, "Usage: supervise");
 }
 END_TEST
@@ -1081,56 +894,46 @@ START_TEST(test_pollctl_no_daemon_exits_1)
 {
         static const char *const cmds[] = { "status", "clients", "descs", "watch", "ping",
                                             "wait" };
-        Run r;
+        TestRun r;
 
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-                const char *argv[] = { pollctl_bin(), "--socket", "/nonexistent/np.sock",
+                const char *argv[] = { test_pollctl_bin(), "--socket", "/nonexistent/np.sock",
                                        cmds[i], NULL };
-                run(&r, argv);
-                assert_exit(&r, 1);
+                test_run(&r, argv);
+                test_assert_exit(&r, 1);
                 assert_has(r.err, "cannot connect to /nonexistent/np.sock");
         }
 }
 END_TEST
-
-static TCase *tcase(Suite *s, const char *name)
-{
-        TCase *tc = tcase_create(name);
-
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, 60);
-        suite_add_tcase(s, tc);
-        return tc;
-}
 
 Suite *suite_pollctl(void)
 {
         Suite *s = suite_create("pollctl");
         TCase *tc;
 
-        tc = tcase(s, "introspection");
+        tc = test_tcase(s, "introspection", 60);
         tcase_add_test(tc, test_pollctl_json_reports_descriptors_and_deadlines);
         tcase_add_test(tc, test_pollctl_text_tables_align_with_units);
         tcase_add_test(tc, test_pollctl_escapes_command_names);
 
-        tc = tcase(s, "access");
+        tc = test_tcase(s, "access", 60);
         tcase_add_test(tc, test_pollctl_non_admin_sees_only_itself);
         tcase_add_test(tc, test_pollctl_admin_users_grants_access);
 
-        tc = tcase(s, "wait");
+        tc = test_tcase(s, "wait", 60);
         tcase_add_test(tc, test_pollctl_wait_fifo_ready_when_written);
         tcase_add_test(tc, test_pollctl_wait_times_out_with_124_never_early);
         tcase_add_test(tc, test_pollctl_wait_on_stdin_and_errors);
 
-        tc = tcase(s, "watch");
+        tc = test_tcase(s, "watch", 60);
         tcase_add_test(tc, test_pollctl_watch_json_streams_events_in_order);
         tcase_add_test(tc, test_pollctl_watch_text_sees_connects_and_stops_on_sigterm);
 
-        tc = tcase(s, "supervise");
+        tc = test_tcase(s, "supervise", 60);
         tcase_add_test(tc, test_supervise_kills_silent_child_and_relays_lines);
         tcase_add_test(tc, test_supervise_exit_status_and_partial_lines);
 
-        tc = tcase(s, "usage");
+        tc = test_tcase(s, "usage", 60);
         tcase_add_test(tc, test_pollctl_usage_errors_exit_2);
         tcase_add_test(tc, test_pollctl_every_command_help_exits_0);
         tcase_add_test(tc, test_pollctl_no_daemon_exits_1);

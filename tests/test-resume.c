@@ -9,12 +9,17 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/clock.h"
+#include "fakesm.h"
+#include "test-daemon.h"
 #include "helpers.h"
 #include "netpoll.h"
 
@@ -211,6 +216,151 @@ START_TEST(test_resume_calls_during_the_upgrade_are_answered)
 }
 END_TEST
 
+/* The daemon as systemd runs it with the shipped unit: socket-activated,
+ * --fd-store, under a (fake) service manager with an fd store. */
+typedef struct Managed {
+        FakeSM *m;
+        char dir[64], sock[108];
+        int listen_fd;
+        pid_t pid;
+        int kind; /* how restart_managed restarts it: SIGKILL or SIGTERM */
+} Managed;
+
+static void managed_spawn(Managed *x)
+{
+        char *const argv[] = { (char *)test_daemon_bin(), (char *)"--fd-store=16384",
+                               (char *)"--socket", x->sock, (char *)"--log-level",
+                               (char *)"warning", NULL };
+        const char *names[] = { "netpolld.socket" };
+
+        x->pid = fakesm_spawn(x->m, argv, &x->listen_fd, names, 1);
+        ck_assert_int_gt(x->pid, 0);
+        ck_assert_int_eq(fakesm_wait_ready(x->m, 10000), 0);
+}
+
+static void managed_start(Managed *x)
+{
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+        *x = (Managed){ .listen_fd = -1 };
+        snprintf(x->dir, sizeof(x->dir), "/tmp/np-resume-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(x->dir));
+        snprintf(x->sock, sizeof(x->sock), "%s/np.sock", x->dir);
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", x->sock);
+        x->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(x->listen_fd, 0);
+        ck_assert_int_eq(bind(x->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(listen(x->listen_fd, 128), 0);
+        ck_assert_int_eq(fakesm_new(&x->m, 16384), 0);
+        fakesm_set_output(x->m, -1, -1);
+        managed_spawn(x);
+}
+
+/* SIGKILL (Restart=on-failure) or SIGTERM (systemctl restart): the
+ * process goes, the store stays, the next instance starts. */
+static void restart_managed(void *arg)
+{
+        Managed *x = arg;
+        int status;
+
+        ck_assert_int_eq(kill(x->pid, x->kind), 0);
+        ck_assert_int_eq(fakesm_reap_main(x->m, 10000, &status), 0);
+        if (x->kind == SIGTERM)
+                ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        else
+                ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        managed_spawn(x);
+}
+
+static void managed_stop(Managed *x)
+{
+        if (x->pid > 0) {
+                kill(x->pid, SIGTERM);
+                (void)fakesm_reap_main(x->m, 10000, NULL);
+        }
+        x->m = fakesm_free(x->m);
+        close(x->listen_fd);
+        unlink(x->sock);
+        rmdir(x->dir);
+}
+
+START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
+{
+        Managed x;
+        np_client *c, *admin;
+        struct np_status st;
+
+        managed_start(&x);
+        ck_assert_int_eq(np_connect(x.sock, &c), 0);
+        ck_assert_int_eq(np_connect(x.sock, &admin), 0);
+        ck_assert_int_eq(np_status(admin, &st), 0);
+        ck_assert(st.fd_store);
+        ck_assert_uint_eq(st.instance, 1);
+        /* state + two connections */
+        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.m), 3);
+
+        x.kind = SIGKILL;
+        scenario(c, admin, restart_managed, &x, 2);
+        x.kind = SIGTERM;
+        scenario(c, admin, restart_managed, &x, 3);
+        /* Every descriptor closed: only the state and the connections. */
+        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.m), 3);
+        ck_assert_int_ge(fakesm_store_fd(x.m, "state"), 0);
+
+        /* systemctl stop: the process exits, systemd empties the store;
+         * a parked wait ends as on a lame-duck stop. */
+        int p[2];
+        np_desc d;
+        Parked w;
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(np_open(c, p[0], 9, &d), 0);
+        parked_start(&w, c, d, NP_READ);
+        await_parked(c, 1);
+        ck_assert_int_eq(kill(x.pid, SIGTERM), 0);
+        ck_assert_int_eq(fakesm_reap_main(x.m, 10000, NULL), 0);
+        x.pid = 0;
+        fakesm_store_clear(x.m);
+        ck_assert_int_eq(pthread_join(w.th, NULL), 0);
+        ck_assert_int_eq(w.result, NP_ERR_CLOSING);
+        ck_assert_int_eq(np_ping(c), -ECONNRESET);
+        np_disconnect(c);
+        np_disconnect(admin);
+        close(p[0]);
+        close(p[1]);
+        managed_stop(&x);
+}
+END_TEST
+
+/* A client of protocol version 1 (an older library) is served, but not
+ * kept: at a restart its connection ends, cleanly. */
+START_TEST(test_resume_fd_store_keeps_no_version_1_connection)
+{
+        Managed x;
+        Netpoll__V1__ServerMessage *m;
+
+        managed_start(&x);
+        int fd = test_raw_connect(x.sock);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(raw_send_hello(fd, 1, NULL, 0), 0);
+        ck_assert_int_eq(raw_recv(fd, 5000, &m), 1);
+        ck_assert_ptr_nonnull(m->welcome);
+        ck_assert_uint_eq(m->welcome->version, 1);
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.m), 1); /* the state alone */
+        x.kind = SIGKILL;
+        restart_managed(&x);
+        /* The connection ended with the old process: end of file, or a
+         * reset (nothing of it was stored). */
+        int r = raw_recv(fd, 5000, &m);
+        ck_assert_msg(r == 0 || r == -ECONNRESET, "raw_recv: %d", r);
+        close(fd);
+        managed_stop(&x);
+}
+END_TEST
+
 Suite *suite_resume(void)
 {
         Suite *s = suite_create("resume");
@@ -218,5 +368,8 @@ Suite *suite_resume(void)
 
         tcase_add_test(tc, test_resume_upgrade_in_place_keeps_waits_arms_and_deadlines);
         tcase_add_test(tc, test_resume_calls_during_the_upgrade_are_answered);
+        tc = test_tcase(s, "fdstore", 60);
+        tcase_add_test(tc, test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines);
+        tcase_add_test(tc, test_resume_fd_store_keeps_no_version_1_connection);
         return s;
 }
