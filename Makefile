@@ -279,5 +279,7 @@ clean:
 -include tests/faults/faults.mk
 # The Debian package (make deb) and the checks under a real systemd (make check-systemd).
 -include tests/systemd/systemd.mk
+# The Python binding's tests (make check runs them).
+-include python/python.mk
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
