@@ -38,7 +38,7 @@
 #include "../common/clock.h"
 #include "admin-internal.h"
 #include "pollcache.h"
-#include "server.h"
+#include "env.h"
 #include "session.h"
 #include "session-internal.h"
 

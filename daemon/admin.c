@@ -10,6 +10,8 @@
  */
 #include "admin.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,10 +24,10 @@
 
 #include "../common/clock.h"
 #include "admin-internal.h"
-#include "listener.h"
+#include "access.h"
 #include "log.h"
 #include "pollcache.h"
-#include "server.h"
+#include "env.h"
 #include "session.h"
 
 #define LIST_CHUNK 256
@@ -35,7 +37,7 @@ bool admin_is_admin(const Session *s)
         const Config *c = s->server->config;
 
         return s->uid == 0 ||
-               listener_peer_matches(s->fd, s->uid, s->gid, &c->admin_users, &c->admin_groups);
+               access_peer_matches(s->fd, s->uid, s->gid, &c->admin_users, &c->admin_groups);
 }
 
 void admin_deny(Session *s, const NpRequest *q)
@@ -132,6 +134,68 @@ static void watch(Session *s, const NpRequest *q)
         session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id });
 }
 
+/* Refreshes and returns s->status. */
+static const Netpoll__V1__Status *admin_status(Server *s)
+{
+        Netpoll__V1__Status *st = &s->status;
+        uint64_t waiters = 0, timers = 0, descriptors = 0;
+
+        for (uint32_t i = 0; i < s->sessions_cap; i++) {
+                Session *sess = s->sessions[i];
+                if (!sess)
+                        continue;
+                descriptors += sess->owner.descriptors;
+                waiters += sess->owner.waiters;
+                timers += sess->owner.timers;
+        }
+        netpoll__v1__status__init(st);
+        st->version = (char *)NETPOLL_VERSION;
+        st->pid = (uint32_t)getpid();
+        st->uptime_ns = (uint64_t)(now_ns() - s->started_ns);
+        st->connections = s->n_sessions;
+        st->descriptors = descriptors;
+        st->waiters = waiters;
+        st->timers = timers;
+        st->events = s->stats.events;
+        st->timeouts = s->stats.timeouts;
+        st->protocol_errors = s->stats.protocol_errors;
+        st->slots_in_use = s->cache.in_use;
+        st->slots_allocated = pollcache_allocated(&s->cache);
+        st->breaks = s->stats.breaks;
+        st->accepted = s->stats.accepted;
+        st->started_unix_ns = (uint64_t)s->started_unix_ns;
+        st->resumed_connections = s->resumed_connections;
+        st->resumed_descriptors = s->resumed_descriptors;
+        st->fd_store = s->store.systemd;
+        st->instance = s->store.instance;
+        st->max_connections = s->config->max_connections;
+        st->max_connections_per_uid = s->config->max_connections_per_uid;
+        st->max_descriptors = s->config->max_descriptors;
+        st->max_output_bytes = s->config->max_output_bytes;
+        st->handshake_timeout_ns = (uint64_t)s->config->handshake_timeout_ns;
+
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                st->fd_limit = rl.rlim_cur;
+        long pages = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "re");
+        if (f) {
+                if (fscanf(f, "%ld %ld", &pages, &resident) == 2)
+                        st->rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+                fclose(f);
+        }
+        DIR *d = opendir("/proc/self/fd");
+        if (d) {
+                struct dirent *e;
+                uint64_t n = 0;
+                while ((e = readdir(d)))
+                        n += e->d_name[0] != '.';
+                closedir(d);
+                st->open_fds = n - 1; /* the DIR's own */
+        }
+        return st;
+}
+
 void admin_handle(Session *s, const NpRequest *q)
 {
         switch (q->op) {
@@ -142,7 +206,7 @@ void admin_handle(Session *s, const NpRequest *q)
                 }
                 session_push(s, &(Outbound){ .kind = OUT_REPLY,
                                              .id = q->id,
-                                             .status = server_status(s->server) });
+                                             .status = admin_status(s->server) });
                 return;
         case NETPOLL__V1__OP__OP_LIST_CLIENTS:
                 list_clients(s, q);
@@ -160,10 +224,16 @@ void admin_handle(Session *s, const NpRequest *q)
                 }
                 log_notice("client %" PRIu64 " (pid %d, %s) asked for an upgrade in place", s->id,
                            (int)s->pid, s->comm);
-                server_request_upgrade(s->server);
+                env_request_upgrade(s->server);
                 session_push(s, &(Outbound){ .kind = OUT_REPLY, .id = q->id });
                 return;
         }
+}
+
+void admin_session_ending(Session *s)
+{
+        admin_unwatch(s);
+        admin_descs_end(s);
 }
 
 void admin_unwatch(Session *s)

@@ -36,6 +36,9 @@ void admin_descs_forget(Server *srv, const struct PollSlot *slot);
 /* Ends s's watch subscription, if it has one. */
 void admin_unwatch(Session *s);
 
+/* A connection ends: admin_unwatch and admin_descs_end (EnvHooks). */
+void admin_session_ending(Session *s);
+
 /* Sends a watch event about connection `about` (and desc/mode where they
  * apply) to every watching connection that may see it. */
 void admin_watch(Server *srv, int kind, const Session *about, uint64_t desc, int mode);

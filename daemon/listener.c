@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "../common/cleanup.h"
-#include "admin.h"
+#include "access.h"
 #include "codec.h"
 #include "log.h"
-#include "server.h"
+#include "env.h"
 #include "session.h"
 #include "token.h"
 
@@ -251,70 +251,6 @@ void listener_close(Server *s)
         s->listen_owned = false;
 }
 
-int listener_sessions_grow(Server *s, uint32_t need)
-{
-        if (need <= s->sessions_cap)
-                return 0;
-        uint32_t cap = s->sessions_cap ? s->sessions_cap : 16;
-        while (cap < need)
-                cap *= 2;
-        Session **sessions = realloc(s->sessions, cap * sizeof(*sessions));
-        if (!sessions)
-                return -ENOMEM;
-        s->sessions = sessions;
-        uint32_t *gens = realloc(s->session_gens, cap * sizeof(*gens));
-        if (!gens)
-                return -ENOMEM;
-        s->session_gens = gens;
-        for (uint32_t i = s->sessions_cap; i < cap; i++) {
-                s->sessions[i] = NULL;
-                s->session_gens[i] = 1;
-        }
-        s->sessions_cap = cap;
-        return 0;
-}
-
-/* Finds a free connection index, growing the table.  -ENOMEM. */
-static int listener_index_alloc(Server *s, uint32_t *ret)
-{
-        for (uint32_t i = 0; i < s->sessions_cap; i++)
-                if (!s->sessions[i]) {
-                        *ret = i;
-                        return 0;
-                }
-        uint32_t i = s->sessions_cap;
-        int r = listener_sessions_grow(s, i + 1);
-        if (r < 0)
-                return r;
-        *ret = i;
-        return 0;
-}
-
-bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups)
-{
-        gid_t list[256];
-        socklen_t len = sizeof(list);
-
-        if (idlist_contains(users, uid) || idlist_contains(groups, gid))
-                return true;
-        if (groups->n && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, list, &len) == 0)
-                for (size_t i = 0; i < len / sizeof(gid_t); i++)
-                        if (idlist_contains(groups, list[i]))
-                                return true;
-        return false;
-}
-
-/* Whether [access] admits a peer: root always; anyone when both allow
- * lists are empty; else a listed uid, primary gid or supplementary gid. */
-bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid)
-{
-        const Config *c = s->config;
-
-        if (uid == 0 || (c->allow_users.n == 0 && c->allow_groups.n == 0))
-                return true;
-        return listener_peer_matches(fd, uid, gid, &c->allow_users, &c->allow_groups);
-}
-
 /* Answers a connection that will not be served with one error datagram
  * (np_connect returns it) and closes it. */
 static void listener_refuse(Server *s, int fd, int error)
@@ -347,13 +283,13 @@ static void listener_refuse(Server *s, int fd, int error)
                         for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
                                 int passed;
                                 memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                server_close_client_fd(s, acct, passed, false);
+                                env_close_client_fd(s, acct, passed, false);
                         }
                 }
         /* Later datagrams may carry fds too: the socket closes off the loop
          * (the client sees the end at once). */
         (void)shutdown(fd, SHUT_RDWR);
-        server_close_client_fd(s, acct, fd, false);
+        env_close_client_fd(s, acct, fd, false);
 }
 
 /* Decides whether to serve an accepted connection.  0 or a negative errno
@@ -365,7 +301,7 @@ static int listener_admit(Server *s, int fd)
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -EACCES;
-        if (!listener_allows(s, fd, cred.uid, cred.gid)) {
+        if (!access_allows(s, fd, cred.uid, cred.gid)) {
                 log_notice("refused pid %d uid %d: not in [access] allow_users or allow_groups",
                            (int)cred.pid, (int)cred.uid);
                 return -EACCES;
@@ -398,7 +334,7 @@ static void listener_add_session(Server *s, int fd)
                 listener_refuse(s, fd, r);
                 return;
         }
-        r = listener_index_alloc(s, &index);
+        r = env_index_alloc(s, &index);
         if (r < 0) {
                 listener_refuse(s, fd, r);
                 return;
@@ -408,14 +344,13 @@ static void listener_add_session(Server *s, int fd)
                 log_warning("cannot set up a connection: %s", strerror(-r));
                 return;
         }
-        s->sessions[index] = sess;
-        s->n_sessions++;
+        env_join(s, sess, index);
         s->stats.accepted++;
         int64_t due = sess->connected_ns + s->config->handshake_timeout_ns;
         if (due < s->handshake_due)
                 s->handshake_due = due;
         if (s->n_watchers)
-                admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
+                s->hooks->watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
 }
 
 /* Out of fds with no reserve to spend: stop polling the listener (a

@@ -19,7 +19,7 @@ typedef struct Server Server;
 int listener_open(Server *s, char *err, size_t errlen);
 
 /* Grows the connection table to at least need entries.  0 or -ENOMEM. */
-int listener_sessions_grow(Server *s, uint32_t need);
+int env_sessions_grow(Server *s, uint32_t need);
 
 /* Closes the listener and removes the socket file if this process created
  * it and it is still the same file. */
@@ -28,16 +28,6 @@ void listener_close(Server *s);
 /* Accepts the pending connections, up to a batch per call, and serves or
  * refuses each one.  The loop calls it when the listener is readable. */
 void listener_accept(Server *s);
-
-/* Whether a peer (fd borrowed; uid and gid from SO_PEERCRED) is one of
- * users, has its primary gid in groups, or a supplementary one. */
-bool listener_peer_matches(int fd, uid_t uid, gid_t gid, const IdList *users, const IdList *groups);
-
-/* Whether [access] admits a peer (fd, its uid and gid): root always;
- * anyone when both allow lists are empty; else a listed uid, primary gid
- * or supplementary gid.  Checked on accept and, on reload, again for every
- * connection already open. */
-bool listener_allows(const Server *s, int fd, uid_t uid, gid_t gid);
 
 /* Polls the listener again after it was paused for want of fds, once an
  * fd can be reserved again.  The loop calls it every turn; returns when to

@@ -21,9 +21,8 @@
 #include <unistd.h>
 
 #include "../common/cleanup.h"
-#include "listener.h"
 #include "log.h"
-#include "server.h"
+#include "env.h"
 #include "session.h"
 
 int server_adopt(Server *s)
@@ -59,7 +58,7 @@ static void resume_conn(Server *s, StoredFd *sf)
                 drop(s, sf, "no record");
                 return;
         }
-        if (listener_sessions_grow(s, sf->index + 1) < 0 || s->sessions[sf->index]) {
+        if (env_sessions_grow(s, sf->index + 1) < 0 || s->sessions[sf->index]) {
                 drop(s, sf, "no room");
                 return;
         }
@@ -70,8 +69,7 @@ static void resume_conn(Server *s, StoredFd *sf)
                 return;
         }
         sf->fd = -1;
-        s->sessions[sf->index] = sess;
-        s->n_sessions++;
+        env_join(s, sess, sf->index);
         s->resumed_connections++;
         if (sess->id >= s->next_connection_id)
                 s->next_connection_id = sess->id;

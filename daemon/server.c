@@ -36,6 +36,7 @@
 #include "../common/cleanup.h"
 #include "../common/clock.h"
 #include "../common/fdutil.h"
+#include "access.h"
 #include "admin.h"
 #include "codec.h"
 #include "cpuslice.h"
@@ -82,11 +83,20 @@ int server_config_build(const ConfigSource *source, Config *ret, char *err, size
         return 0;
 }
 
+/* How the modules above the core reach the introspection module. */
+static const EnvHooks hooks = {
+        .watch = admin_watch,
+        .admin_request = admin_handle,
+        .session_ending = admin_session_ending,
+        .desc_freed = admin_descs_forget,
+};
+
 int server_init(Server *s, Config *config, const ConfigSource *source)
 {
         int r;
 
         *s = (Server){
+                .hooks = &hooks,
                 .config = config,
                 .source = *source,
                 .listen_fd = -1,
@@ -165,24 +175,6 @@ void server_apply_limits(Server *s)
                 s->fd_limit_uid = s->fd_limit_clients;
 }
 
-void server_close_client_fd(Server *s, Account *acct, int fd, bool charged)
-{
-        if (fd < 0)
-                return;
-        if (!charged && acct)
-                accounts_fds(&s->accounts, acct, 1);
-        closer_close(&s->closer, fd, acct);
-}
-
-void server_mark_dirty(Server *s, Session *sess)
-{
-        if (sess->dirty)
-                return;
-        sess->dirty = true;
-        sess->next_dirty = s->dirty;
-        s->dirty = sess;
-}
-
 static const char *policy_name(int policy)
 {
         switch (policy) {
@@ -259,7 +251,7 @@ static void server_reload(Server *s)
                 /* The allow lists apply to connections already open too. */
                 for (uint32_t i = 0; i < s->sessions_cap; i++) {
                         Session *sess = s->sessions[i];
-                        if (!sess || listener_allows(s, sess->fd, sess->uid, sess->gid))
+                        if (!sess || access_allows(s, sess->fd, sess->uid, sess->gid))
                                 continue;
                         log_notice("client %" PRIu64 " (pid %d, uid %d, %s): not in [access] "
                                    "allow_users or allow_groups after the reload; dropping it",
@@ -294,7 +286,7 @@ static void server_signal(Server *s)
                         break;
                 case SIGUSR2:
                         log_info("received %s: upgrading in place", strsignal((int)si.ssi_signo));
-                        server_request_upgrade(s);
+                        env_request_upgrade(s);
                         break;
                 case SIGHUP:
                         server_reload(s);
@@ -467,11 +459,6 @@ static int server_housekeeping(Server *s)
         return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-void server_request_upgrade(Server *s)
-{
-        s->upgrading = s->stopping = s->handover = true;
-}
-
 int server_run(Server *s)
 {
         struct epoll_event evs[MAX_EVENTS];
@@ -515,52 +502,6 @@ int server_run(Server *s)
         return 0;
 }
 
-int server_classify_fd(const Server *s, int fd, uint32_t *ret_key)
-{
-        struct sockaddr_un peer;
-        socklen_t len = sizeof(peer);
-        struct statx stx;
-
-        /* One statx sorts the fd; kcmp (about 1.6 us apiece) runs only for
-         * the kinds of file the daemon's poller fds are, so the common
-         * opens (pipes, sockets, ttys) stay cheap.  AT_STATX_DONT_SYNC: a
-         * FUSE or NFS file answers from its cache, not from a server that
-         * may never reply. */
-        if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) < 0)
-                return -errno;
-        dev_t dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
-        *ret_key = 0;
-        switch (stx.stx_mode & S_IFMT) {
-        case S_IFREG:
-        case S_IFDIR:
-        case S_IFBLK:
-        case S_IFLNK:
-                /* Never pollable on a local file system (epoll_ctl says
-                 * EPERM), and on FUSE epoll_ctl itself would ask the file
-                 * system's server and wait for it: refused before that. */
-                return -EPERM;
-        case S_IFIFO:
-        case S_IFCHR:
-                *ret_key = filecount_key(dev, stx.stx_ino);
-                return 0;
-        case S_IFSOCK:
-                *ret_key = filecount_key(dev, stx.stx_ino);
-                break;
-        default: /* anonymous inodes (epoll, eventfd, timerfd, signalfd) */
-                return poller_owns_file(&s->poller, fd) ||
-                       (s->signal_fd >= 0 && fd_same_file(fd, s->signal_fd));
-        }
-        /* A socket: our listener (sockfs gives every socket its own inode),
-         * or any connection to this daemon, the sender's own or another
-         * client's, whose peer address is our listener's. */
-        if (s->listen_fd >= 0 && dev == s->listen_dev && stx.stx_ino == s->listen_ino)
-                return 1;
-        return s->listen_addr_len > offsetof(struct sockaddr_un, sun_path) &&
-               getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-               peer.sun_family == AF_UNIX && len == s->listen_addr_len &&
-               memcmp(&peer, &s->listen_addr, len) == 0;
-}
-
 const char *server_verify(const Server *s)
 {
         uint64_t descriptors = 0, timers = 0;
@@ -593,67 +534,6 @@ const char *server_verify(const Server *s)
         if (timers != s->timers.n)
                 return "armed timers differ from the connections' timer counts";
         return NULL;
-}
-
-const Netpoll__V1__Status *server_status(Server *s)
-{
-        Netpoll__V1__Status *st = &s->status;
-        uint64_t waiters = 0, timers = 0, descriptors = 0;
-
-        for (uint32_t i = 0; i < s->sessions_cap; i++) {
-                Session *sess = s->sessions[i];
-                if (!sess)
-                        continue;
-                descriptors += sess->owner.descriptors;
-                waiters += sess->owner.waiters;
-                timers += sess->owner.timers;
-        }
-        netpoll__v1__status__init(st);
-        st->version = (char *)NETPOLL_VERSION;
-        st->pid = (uint32_t)getpid();
-        st->uptime_ns = (uint64_t)(now_ns() - s->started_ns);
-        st->connections = s->n_sessions;
-        st->descriptors = descriptors;
-        st->waiters = waiters;
-        st->timers = timers;
-        st->events = s->stats.events;
-        st->timeouts = s->stats.timeouts;
-        st->protocol_errors = s->stats.protocol_errors;
-        st->slots_in_use = s->cache.in_use;
-        st->slots_allocated = pollcache_allocated(&s->cache);
-        st->breaks = s->stats.breaks;
-        st->accepted = s->stats.accepted;
-        st->started_unix_ns = (uint64_t)s->started_unix_ns;
-        st->resumed_connections = s->resumed_connections;
-        st->resumed_descriptors = s->resumed_descriptors;
-        st->fd_store = s->store.systemd;
-        st->instance = s->store.instance;
-        st->max_connections = s->config->max_connections;
-        st->max_connections_per_uid = s->config->max_connections_per_uid;
-        st->max_descriptors = s->config->max_descriptors;
-        st->max_output_bytes = s->config->max_output_bytes;
-        st->handshake_timeout_ns = (uint64_t)s->config->handshake_timeout_ns;
-
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-                st->fd_limit = rl.rlim_cur;
-        long pages = 0, resident = 0;
-        FILE *f = fopen("/proc/self/statm", "re");
-        if (f) {
-                if (fscanf(f, "%ld %ld", &pages, &resident) == 2)
-                        st->rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-                fclose(f);
-        }
-        DIR *d = opendir("/proc/self/fd");
-        if (d) {
-                struct dirent *e;
-                uint64_t n = 0;
-                while ((e = readdir(d)))
-                        n += e->d_name[0] != '.';
-                closedir(d);
-                st->open_fds = n - 1; /* the DIR's own */
-        }
-        return st;
 }
 
 void server_done(Server *s)

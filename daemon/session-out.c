@@ -20,10 +20,9 @@
 #include <sys/socket.h>
 
 #include "../common/cleanup.h"
-#include "admin.h"
 #include "log.h"
 #include "pollcache.h"
-#include "server.h"
+#include "env.h"
 #include "session-internal.h"
 
 /* Queued datagram header in s->queue: length and number of wakes in it. */
@@ -60,9 +59,18 @@ void session_out_release_held(Session *s)
  * broken and closed at flush time, not here: this runs inside pollops
  * callbacks, which must not see their descriptor freed under them.
  */
+void session_mark_dirty(Server *srv, Session *s)
+{
+        if (s->dirty)
+                return;
+        s->dirty = true;
+        s->next_dirty = srv->dirty;
+        srv->dirty = s;
+}
+
 void session_push(Session *s, const Outbound *o)
 {
-        server_mark_dirty(s->server, s);
+        session_mark_dirty(s->server, s);
         if (s->n_out == s->cap_out) {
                 size_t cap = s->cap_out ? s->cap_out * 2 : 64;
                 Outbound *out = realloc(s->out, cap * sizeof(*out));
@@ -92,7 +100,7 @@ void session_wake(PollOps *ops, PollDesc *pd, int mode, PollSem waiter, int resu
                            : result == POLL_ERR_TIMEOUT ? NETPOLL__V1__WATCH_KIND__WATCH_TIMEOUT
                            : result == POLL_ERR_CLOSING ? NETPOLL__V1__WATCH_KIND__WATCH_CLOSING
                                                         : NETPOLL__V1__WATCH_KIND__WATCH_READY;
-                admin_watch(s->server, kind, s, pollcache_token(slot), mode);
+                s->server->hooks->watch(s->server, kind, s, pollcache_token(slot), mode);
         }
         if (waiter.kind == POLL_WAIT_ARM) {
                 o.kind = OUT_EVENT;

@@ -13,9 +13,8 @@
 #include <sys/epoll.h>
 
 #include "../common/cleanup.h"
-#include "admin.h"
 #include "pollcache.h"
-#include "server.h"
+#include "env.h"
 #include "fdstore.h"
 #include "session-internal.h"
 #include "token.h"
@@ -82,7 +81,7 @@ static void desc_unregister(Session *s, int fd)
 static void desc_forget(Session *s, PollSlot *slot)
 {
         if (s->server->listing)
-                admin_descs_forget(s->server, slot);
+                s->server->hooks->desc_freed(s->server, slot);
         filecount_remove(&s->files, slot->pd.file_key);
         slot->pd.file_key = 0;
         pollcache_free(&s->server->cache, slot);
@@ -93,7 +92,7 @@ static void desc_destroy(Session *s, PollSlot *slot)
 {
         fdstore_desc_remove(&s->server->store, slot->index, slot->gen);
         desc_unregister(s, slot->pd.fd);
-        server_close_client_fd(s->server, s->acct, slot->pd.fd, true);
+        env_close_client_fd(s->server, s->acct, slot->pd.fd, true);
         desc_forget(s, slot);
 }
 
@@ -156,7 +155,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
             atomic_load(&s->acct->fds) >= srv->fd_limit_uid)
                 return -EDQUOT;
         uint32_t key;
-        r = server_classify_fd(srv, fd, &key);
+        r = env_classify_fd(srv, fd, &key);
         if (r != 0)
                 return r > 0 ? -EINVAL : r;
         r = filecount_add(&s->files, key, SESSION_MAX_SAME_FILE);
@@ -182,7 +181,7 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         }
         *ret_desc = pollcache_token(slot);
         if (srv->n_watchers)
-                admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
+                srv->hooks->watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_OPEN, s, *ret_desc, 0);
         return 0;
 }
 
@@ -193,7 +192,7 @@ static int op_close(Session *s, PollSlot *slot)
         if (r < 0)
                 return r;
         if (s->server->n_watchers)
-                admin_watch(s->server, NETPOLL__V1__WATCH_KIND__WATCH_CLOSE, s,
+                s->server->hooks->watch(s->server, NETPOLL__V1__WATCH_KIND__WATCH_CLOSE, s,
                             pollcache_token(slot), 0);
         desc_destroy(s, slot);
         return 0;
@@ -219,7 +218,7 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 return;
         }
         case NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR:
-                reply(s, q, fd_error ? fd_error : server_classify_fd(srv, *fd, &(uint32_t){ 0 }) > 0);
+                reply(s, q, fd_error ? fd_error : env_classify_fd(srv, *fd, &(uint32_t){ 0 }) > 0);
                 return;
         case NETPOLL__V1__OP__OP_PING:
                 reply(s, q, 0);
@@ -245,11 +244,11 @@ void session_request_handle(Session *s, const NpRequest *q, int *fd, int fd_erro
                 }
                 s->introspected = true;
                 s->work += WORK_BUDGET;
-                admin_handle(s, q);
+                srv->hooks->admin_request(s, q);
                 return;
         case NETPOLL__V1__OP__OP_WATCH:
         case NETPOLL__V1__OP__OP_UPGRADE:
-                admin_handle(s, q);
+                srv->hooks->admin_request(s, q);
                 return;
         case NETPOLL__V1__OP__OP_RESUME: /* only meaningful first after a restart (session.c) */
                 reply(s, q, 0);
@@ -327,7 +326,7 @@ int session_restore_desc(Session *s, const StoredFd *sf, const FdStoreDesc *rec)
         uint32_t key;
         int r;
 
-        r = server_classify_fd(srv, sf->fd, &key);
+        r = env_classify_fd(srv, sf->fd, &key);
         if (r != 0)
                 return r > 0 ? -EINVAL : r;
         r = filecount_add(&s->files, key, SESSION_MAX_SAME_FILE);

@@ -44,10 +44,9 @@
 
 #include "../common/cleanup.h"
 #include "../common/clock.h"
-#include "admin.h"
 #include "log.h"
 #include "pollcache.h"
-#include "server.h"
+#include "env.h"
 #include "session-internal.h"
 #include "token.h"
 
@@ -102,7 +101,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         int r;
 
         if (!s) {
-                server_close_client_fd(server, NULL, fd, false);
+                env_close_client_fd(server, NULL, fd, false);
                 return -ENOMEM;
         }
         s->server = server;
@@ -116,7 +115,7 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         s->acct = accounts_get(&server->accounts, s->uid);
         r = s->acct ? poller_add(&server->poller, fd, EPOLLIN, session_token(s)) : -ENOMEM;
         if (r < 0) {
-                server_close_client_fd(server, s->acct, fd, false);
+                env_close_client_fd(server, s->acct, fd, false);
                 free(s);
                 return r;
         }
@@ -200,7 +199,7 @@ static bool op_takes_fd(int op)
 static void close_fds(Session *s, int *fds, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
-                server_close_client_fd(s->server, s->acct, fds[i], false);
+                env_close_client_fd(s->server, s->acct, fds[i], false);
                 fds[i] = -1;
         }
 }
@@ -415,7 +414,7 @@ static int session_recv_one(Session *s)
                         if (nfds < NP_MAX_FDS_PER_MESSAGE)
                                 fds[nfds++] = fd;
                         else
-                                server_close_client_fd(srv, s->acct, fd, false);
+                                env_close_client_fd(srv, s->acct, fd, false);
                 }
         }
         if (n == 0 && nfds == 0 && peer_hung_up(s->fd)) {
@@ -535,10 +534,9 @@ void session_close(Session *s, const char *why)
 
         if (s->dead)
                 return;
-        admin_unwatch(s);
+        srv->hooks->session_ending(s);
         if (srv->n_watchers && s->greeted)
-                admin_watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
-        admin_descs_end(s);
+                srv->hooks->watch(srv, NETPOLL__V1__WATCH_KIND__WATCH_DISCONNECT, s, 0, 0);
         if (s->quota_held)
                 for (Session **pp = &srv->held; *pp; pp = &(*pp)->next_held)
                         if (*pp == s) {
@@ -567,7 +565,7 @@ void session_close(Session *s, const char *why)
          * perhaps behind other closes of its uid; the client sees the end
          * at once. */
         (void)shutdown(s->fd, SHUT_RDWR);
-        server_close_client_fd(srv, s->acct, s->fd, true);
+        env_close_client_fd(srv, s->acct, s->fd, true);
         s->fd = -1;
         s->acct->connections--;
         poller_group_detach(&srv->poller, s->group_fd); /* closed once drained */
@@ -575,8 +573,5 @@ void session_close(Session *s, const char *why)
         s->owner.waiters = 0;
         s->next_dead = srv->dead;
         srv->dead = s;
-        /* Frees the token: later events for this connection are stale. */
-        srv->session_gens[s->index] += 2;
-        srv->sessions[s->index] = NULL;
-        srv->n_sessions--;
+        env_retire(srv, s->index);
 }

@@ -124,6 +124,9 @@ void session_take_events(Session *s);
 /* Handles EPOLLIN/EPOLLOUT/EPOLLHUP on the connection. */
 void session_dispatch(Session *s, uint32_t events);
 
+/* Schedules s to be flushed at the end of this loop turn. */
+void session_mark_dirty(Server *srv, Session *s);
+
 /* Queues a reply, event or watch event for this turn's flush.  Never
  * closes the session itself (it may run inside pollops): on allocation
  * failure it marks it broken and the flush closes it. */
