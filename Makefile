@@ -186,9 +186,15 @@ run: deps
 # Check's fork mode runs every test in its own process; CK_DEFAULT_TIMEOUT
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
 check: deps
-	@$(MAKE) --no-print-directory all $(B)/run-tests check-abi check-units check-install
+	@$(MAKE) --no-print-directory all $(B)/run-tests check-includes check-abi check-units check-install
 	NETPOLLD_BIN=$(abspath $(B))/netpolld POLLCTL_BIN=$(abspath $(B))/pollctl \
 	    CK_DEFAULT_TIMEOUT=60 $(B)/run-tests
+
+# The daemon's modules depend on each other one way: the include graph
+# has no cycle (tools/include-graph prints it).
+check-includes:
+	@tools/include-graph daemon > $(B)/include-graph.txt || { cat $(B)/include-graph.txt; exit 1; }
+	@tail -n 1 $(B)/include-graph.txt
 
 # The ABI: the dynamic symbols the library exports, with their version, must
 # be exactly client/libnetpoll.symbols (sorted).  A new function is added to
