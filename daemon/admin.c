@@ -161,7 +161,7 @@ static const Netpoll__V1__Status *admin_status(Server *s)
         st->protocol_errors = s->stats.protocol_errors;
         st->slots_in_use = s->cache.in_use;
         st->slots_allocated = pollcache_allocated(&s->cache);
-        st->breaks = s->stats.breaks;
+        st->breaks = s->stats.wakeups;
         st->accepted = s->stats.accepted;
         st->started_unix_ns = (uint64_t)s->started_unix_ns;
         st->resumed_connections = s->resumed_connections;

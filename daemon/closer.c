@@ -40,6 +40,11 @@ int closer_init(Closer *c, Accounts *accounts)
         return r;
 }
 
+void closer_want_wake(Closer *c)
+{
+        atomic_store(&c->want_wake, true);
+}
+
 /* Takes the first queued fd whose uid may have another worker, and the
  * ones of the same uid right behind it (at most max, so one lock serves a
  * connection's teardown; a close that hangs holds up only its own uid's).
@@ -119,6 +124,8 @@ static void *closer_main(void *arg)
                         }
                 }
 
+                if (c->loop_wake && atomic_exchange(&c->want_wake, false))
+                        c->loop_wake(c->loop_wake_arg);
                 pthread_mutex_lock(&c->lock);
                 if (acct)
                         acct->closing--;

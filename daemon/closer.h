@@ -23,6 +23,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,6 +57,12 @@ typedef struct Closer {
         uint64_t closed;               /* fds closed so far */
         uint64_t started;              /* workers started so far */
         bool stop;
+        /* Called by a worker after a batch when the loop asked for it
+         * (closer_want_wake): the loop's eventfd, so that a connection
+         * held for its uid's closes is read again at once. */
+        void (*loop_wake)(void *arg);
+        void *loop_wake_arg;
+        atomic_bool want_wake;
 } Closer;
 
 /* 0 or -errno.  accounts (borrowed) is charged back as fds close. */
@@ -74,6 +81,9 @@ void closer_close(Closer *c, int fd, Account *acct);
  * Returns when it should be called again (CLOCK_MONOTONIC ns), INT64_MAX:
  * not needed. */
 int64_t closer_tick(Closer *c, int64_t now);
+
+/* The next batch a worker finishes calls c->loop_wake once. */
+void closer_want_wake(Closer *c);
 
 /* Fds queued and not yet taken by a worker (for status and tests). */
 uint32_t closer_pending(Closer *c);

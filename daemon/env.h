@@ -32,7 +32,7 @@ typedef struct ServerStats {
         uint64_t timeouts;        /* timeout outcomes delivered */
         uint64_t protocol_errors; /* connections dropped for bad traffic */
         uint64_t accepted;
-        uint64_t breaks; /* wakeups through the loop's eventfd */
+        uint64_t wakeups; /* wakeups of the loop through its eventfd, by closer workers */
 } ServerStats;
 
 /* Where the configuration came from, so SIGHUP can read it again. */

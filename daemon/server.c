@@ -51,7 +51,9 @@
 #define DRAIN_BATCH 16 /* fds of ended connections closed per loop turn (2-8 us each) */
 #define TIMER_BATCH 1024 /* due timers run per loop turn: bounds a storm's stall */
 #define ARENA_BYTES (2 * 1024 * 1024)
-#define HELD_RECHECK_NS (1 * NSEC_PER_MSEC) /* connections held for their uid's closes */
+/* Connections held for their uid's closes are read again when a closer
+ * worker wakes the loop through its eventfd; this is only a backstop. */
+#define HELD_RECHECK_NS (100 * NSEC_PER_MSEC)
 
 int server_config_build(const ConfigSource *source, Config *ret, char *err, size_t errlen)
 {
@@ -81,6 +83,15 @@ int server_config_build(const ConfigSource *source, Config *ret, char *err, size
                 c.log_level = source->log_level_override;
         *ret = c;
         return 0;
+}
+
+/* A closer worker finished a batch the loop waits for (a connection held
+ * for its uid's closes): any thread may call it. */
+static void server_closer_wake(void *arg)
+{
+        Server *s = arg;
+
+        poller_wake(&s->poller);
 }
 
 /* How the modules above the core reach the introspection module. */
@@ -115,6 +126,8 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
         r = closer_init(&s->closer, &s->accounts);
         if (r < 0)
                 return r;
+        s->closer.loop_wake = server_closer_wake;
+        s->closer.loop_wake_arg = s;
         server_apply_limits(s);
         s->ops = (PollOps){ .timers = &s->timers, .wake = session_wake };
         r = poller_init(&s->poller);
@@ -329,7 +342,7 @@ void server_dispatch(Server *s, const struct epoll_event *ev)
         case TOKEN_WAKEUP:
                 if (t == token_make(TOKEN_WAKEUP, 0, 0)) {
                         poller_ack_wakeup(&s->poller);
-                        s->stats.breaks++;
+                        s->stats.wakeups++;
                 }
                 return;
         case TOKEN_SIGNALFD:
@@ -450,7 +463,11 @@ static int server_housekeeping(Server *s)
                 next = l;
         if (s->listing && s->descs_due < next)
                 next = s->descs_due;
-        /* The closer runs on its own threads: look again shortly. */
+        /* The closer runs on its own threads: the first batch it closes
+         * after this wakes the loop (asked for before looking, so a batch
+         * that ends meanwhile is either seen now or wakes the loop). */
+        if (s->held)
+                closer_want_wake(&s->closer);
         if (session_quota_release(s) && now + HELD_RECHECK_NS < next)
                 next = now + HELD_RECHECK_NS;
         if (next == INT64_MAX)
