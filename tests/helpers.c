@@ -221,22 +221,6 @@ const char *test_pollctl_bin(void)
         return b && *b ? b : "./build/pollctl";
 }
 
-void test_child_env(void)
-{
-        sigset_t none;
-
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        unsetenv("LISTEN_FDS");
-        unsetenv("LISTEN_PID");
-        unsetenv("LISTEN_FDNAMES");
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        unsetenv("WATCHDOG_PID");
-        unsetenv("NETPOLL_SOCKET");
-}
-
 int test_wait_exit(pid_t pid, int timeout_ms)
 {
         int status;

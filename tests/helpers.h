@@ -107,11 +107,6 @@ int test_nofile(void);
 /* Path of pollctl ($POLLCTL_BIN or ./build/pollctl). */
 const char *test_pollctl_bin(void);
 
-/* In a child, before exec: an empty signal mask, SIGPIPE back to its
- * default, and none of LISTEN_*, NOTIFY_SOCKET, WATCHDOG_* and
- * NETPOLL_SOCKET inherited from the test. */
-void test_child_env(void);
-
 /* Waits at most timeout_ms for the child pid to exit: its wait status, or
  * -1 when it did not (it is then SIGKILLed and reaped). */
 int test_wait_exit(pid_t pid, int timeout_ms);

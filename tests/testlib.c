@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <linux/sched/types.h>
@@ -162,4 +164,20 @@ int64_t test_sched_default_slice(void)
         close(p[0]);
         waitpid(pid, &status, 0);
         return ns;
+}
+
+void test_child_env(void)
+{
+        sigset_t none;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDNAMES");
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("WATCHDOG_USEC");
+        unsetenv("WATCHDOG_PID");
+        unsetenv("NETPOLL_SOCKET");
 }

@@ -48,3 +48,8 @@ int test_sched_get(pid_t pid, TestSched *ret);
  * may not be the default); 0 when the kernel has no per-task slices, or
  * -errno. */
 int64_t test_sched_default_slice(void);
+
+/* In a child, before exec: an empty signal mask, SIGPIPE back to its
+ * default, and none of LISTEN_*, NOTIFY_SOCKET, WATCHDOG_* and
+ * NETPOLL_SOCKET inherited from the test. */
+void test_child_env(void);

@@ -228,7 +228,6 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
         if (d->pid == 0) {
                 int null = open("/dev/null", O_RDWR);
                 int err = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-                sigset_t empty;
 
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 if (getppid() != parent)
@@ -245,14 +244,7 @@ void fault_daemon_start(FaultDaemon *d, const FaultDaemonOpts *o)
                         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                                 _exit(126);
                 }
-                sigemptyset(&empty);
-                sigprocmask(SIG_SETMASK, &empty, NULL);
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDNAMES");
-                unsetenv("NOTIFY_SOCKET");
-                unsetenv("WATCHDOG_USEC");
-                unsetenv("WATCHDOG_PID");
+                test_child_env();
                 if (o->notify_socket) {
                         char buf[32];
                         setenv("NOTIFY_SOCKET", o->notify_socket, 1);
