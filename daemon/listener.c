@@ -92,8 +92,9 @@ static int listener_from_systemd(Server *s, char *err, size_t errlen)
         return listener_take(s, SD_LISTEN_FDS_START, err, errlen);
 }
 
-/* A listener a previous instance of ours bound at socket_path is ours to
- * remove at exit, as long as the file is still that socket. */
+/* A listener a previous instance of ours bound at socket_path (an upgrade
+ * in place without systemd) is ours to remove at exit, as long as the file
+ * is still that socket. */
 static int listener_from_previous(Server *s, char *err, size_t errlen)
 {
         int fd = s->adopted_listen;
@@ -107,7 +108,9 @@ static int listener_from_previous(Server *s, char *err, size_t errlen)
                 safe_close(fd);
                 return r;
         }
-        if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
+        /* systemd's socket (the fd store passes it back with the rest) is
+         * the socket unit's to remove, never ours. */
+        if (!s->store.systemd && getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
             len > offsetof(struct sockaddr_un, sun_path) + 1 &&
             strncmp(addr.sun_path, s->config->socket_path, sizeof(addr.sun_path)) == 0 &&
             lstat(s->config->socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
