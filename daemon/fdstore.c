@@ -39,6 +39,7 @@ _Static_assert(sizeof(FdStoreDesc) == 32, "FdStoreDesc is a record of the state 
 typedef struct StateHeader {
         char magic[8];
         uint64_t instance;
+        uint64_t last_connection_id; /* ids are never handed out twice */
 } StateHeader;
 
 static StateHeader *header(const FdStore *st)
@@ -371,6 +372,7 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
         *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = state, .notify_fd = -1 };
         if (state >= 0 && map_state(st) == 0 && memcmp(header(st)->magic, STATE_MAGIC, 8) == 0) {
                 st->instance = ++header(st)->instance;
+                st->last_connection_id = header(st)->last_connection_id;
                 if (systemd) { /* what the store holds now: the state and every fd passed */
                         st->stored = 1;
                         st->name_bytes = sizeof(STATE_NAME);
@@ -419,6 +421,8 @@ int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uin
                 return 0;
         if (index >= FDSTORE_CONN_MAX)
                 return -ENOSPC;
+        if (id > header(st)->last_connection_id)
+                header(st)->last_connection_id = id;
         FdStoreConn *c = conn_at(st, index);
         c->gen = 0;
         c->version = version;
@@ -430,6 +434,16 @@ int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uin
         if (r < 0)
                 c->gen = 0;
         return r;
+}
+
+void fdstore_conn_greeted(FdStore *st, uint32_t index, uint32_t gen, uint32_t version,
+                          const char *name)
+{
+        if (!st->map || index >= FDSTORE_CONN_MAX || conn_at(st, index)->gen != gen)
+                return;
+        FdStoreConn *c = conn_at(st, index);
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        c->version = version; /* last: a restart from here on resumes it */
 }
 
 void fdstore_conn_remove(FdStore *st, uint32_t index, uint32_t gen)

@@ -30,7 +30,7 @@
 
 typedef struct FdStoreConn {
         uint32_t gen; /* the slot's generation when stored; 0: none */
-        uint32_t version; /* the connection's protocol version */
+        uint32_t version; /* the connection's protocol version; 0: not greeted yet */
         uint64_t id;
         char name[48]; /* the hello's, cut short */
 } FdStoreConn;
@@ -53,6 +53,7 @@ typedef struct FdStore {
         uint32_t stored; /* fds in systemd's store, "state" included */
         size_t name_bytes; /* their names and separators, for LISTEN_FDNAMES */
         uint64_t instance; /* 1 for a fresh start, +1 at every restart */
+        uint64_t last_connection_id; /* the highest id the previous instances gave */
         uint64_t notify_ns; /* time spent telling systemd, for pollctl status */
         uint64_t notifies;
 } FdStore;
@@ -87,11 +88,16 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
 
 void fdstore_done(FdStore *st);
 
-/* Writes the record of connection slot index/gen, then stores fd (borrowed)
+/* Writes the record of connection slot index/gen (version 0 for a
+ * connection just accepted, not greeted yet), then stores fd (borrowed)
  * under its name.  0, -ENOSPC (store full: the unit's limit, or the names'
  * budget), or -errno. */
 int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uint32_t version,
                      const char *name, int fd);
+/* The hello came: its version (>= NP_PROTOCOL_VERSION_RESUME) and name go
+ * in the record, before the welcome leaves. */
+void fdstore_conn_greeted(FdStore *st, uint32_t index, uint32_t gen, uint32_t version,
+                          const char *name);
 void fdstore_conn_remove(FdStore *st, uint32_t index, uint32_t gen);
 
 int fdstore_desc_add(FdStore *st, uint32_t index, uint32_t gen, uint32_t conn_index,

@@ -54,7 +54,7 @@ static void resume_conn(Server *s, StoredFd *sf)
         const FdStoreConn *rec = fdstore_conn_record(&s->store, sf->index, sf->gen);
         Session *sess;
 
-        if (!rec || rec->version < NP_PROTOCOL_VERSION_RESUME) {
+        if (!rec || (rec->version && rec->version < NP_PROTOCOL_VERSION_RESUME)) {
                 drop(s, sf, "no record");
                 return;
         }
@@ -71,8 +71,11 @@ static void resume_conn(Server *s, StoredFd *sf)
         sf->fd = -1;
         env_join(s, sess, sf->index);
         s->resumed_connections++;
-        if (sess->id >= s->next_connection_id)
-                s->next_connection_id = sess->id;
+        if (!sess->greeted) {
+                int64_t due = sess->connected_ns + s->config->handshake_timeout_ns;
+                if (due < s->handshake_due)
+                        s->handshake_due = due;
+        }
 }
 
 static void resume_desc(Server *s, StoredFd *sf)
@@ -112,9 +115,16 @@ void server_resume(Server *s)
                 if (s->adopted[i].fd >= 0)
                         drop(s, &s->adopted[i], "not ours");
         pollcache_rebuild_free(&s->cache);
+        if (s->store.last_connection_id > s->next_connection_id)
+                s->next_connection_id = s->store.last_connection_id;
         for (uint32_t i = 0; i < s->sessions_cap; i++)
                 if (s->sessions[i])
                         session_restore_done(s->sessions[i]);
+        /* Last: a notice that finds its client gone closes the connection,
+         * which the table must hold by then. */
+        for (uint32_t i = 0; i < s->sessions_cap; i++)
+                if (s->sessions[i])
+                        session_send_resumed(s->sessions[i]);
         if (s->n_adopted || s->store.instance > 1)
                 log_info("instance %" PRIu64 ": resumed %" PRIu64 " connections and %" PRIu64
                          " descriptors of %zu fds handed over",

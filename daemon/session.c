@@ -121,6 +121,15 @@ int session_new(Server *server, int fd, uint32_t index, Session **ret)
         }
         s->acct->connections++;
         accounts_fds(&server->accounts, s->acct, 1); /* its socket */
+        /* Kept from the start: a restart before the hello is answered
+         * leaves the handshake to the next instance.  A store that is
+         * full costs the connection its restarts, not its service. */
+        r = fdstore_conn_add(&server->store, index, server->session_gens[index], s->id, 0, "", fd);
+        if (r < 0)
+                log_warning("client %" PRIu64 " (pid %d, %s): not kept in the fd store (%s); "
+                            "a restart will end it",
+                            s->id, (int)s->pid, s->comm, strerror(-r));
+        s->stored = r == 0;
         *ret = s;
         return 0;
 }
@@ -139,9 +148,9 @@ int session_restore(Server *server, const StoredFd *sf, const FdStoreConn *rec, 
         s->id = rec->id;
         s->version = rec->version;
         snprintf(s->name, sizeof(s->name), "%.*s", (int)sizeof(rec->name), rec->name);
-        s->greeted = true;
+        s->greeted = rec->version != 0; /* else its hello is still to come */
         s->stored = true;
-        s->resuming = true;
+        s->resuming = s->greeted;
         s->want_in = true;
         s->connected_ns = now_ns();
         read_peer(s);
@@ -153,10 +162,16 @@ int session_restore(Server *server, const StoredFd *sf, const FdStoreConn *rec, 
         }
         s->acct->connections++;
         accounts_fds(&server->accounts, s->acct, 1);
-        size_t len = codec_encode_resumed(server->wbuf, s->id);
-        session_send_datagram(s, server->wbuf, len);
         *ret = s;
         return 0;
+}
+
+void session_send_resumed(Session *s)
+{
+        if (!s->resuming)
+                return;
+        size_t len = codec_encode_resumed(s->server->wbuf, s->id);
+        session_send_datagram(s, s->server->wbuf, len); /* may close it */
 }
 
 static int resumed_open_cmp(const void *a, const void *b)
@@ -263,19 +278,15 @@ static void session_greet(Session *s, const Inbound *in)
         }
         snprintf(s->name, sizeof(s->name), "%s", in->name);
         s->version = in->version < NP_PROTOCOL_VERSION ? in->version : NP_PROTOCOL_VERSION;
-        /* Kept before it is welcomed: a restart from here on takes it over. */
-        if (s->version >= NP_PROTOCOL_VERSION_RESUME) {
-                int r = fdstore_conn_add(&s->server->store, s->index, s->server->session_gens[s->index],
-                                         s->id, s->version, s->name, s->fd);
-                if (r < 0) {
-                        log_warning("client %" PRIu64 " (pid %d, %s): cannot keep its connection "
-                                    "in the fd store: %s",
-                                    s->id, (int)s->pid, s->comm, strerror(-r));
-                        send_raw(s, s->server->wbuf, codec_encode_error(s->server->wbuf, r));
-                        session_close(s, NULL);
-                        return;
-                }
-                s->stored = true;
+        /* Recorded before it is welcomed: a restart from here on resumes it
+         * (the library takes a resumed notice for a welcome).  A version 1
+         * library knows no resume: its connection is not kept. */
+        uint32_t gen = s->server->session_gens[s->index];
+        if (s->stored && s->version >= NP_PROTOCOL_VERSION_RESUME)
+                fdstore_conn_greeted(&s->server->store, s->index, gen, s->version, s->name);
+        else if (s->stored) {
+                fdstore_conn_remove(&s->server->store, s->index, gen);
+                s->stored = false;
         }
         s->greeted = true;
         send_raw(s, s->server->wbuf,

@@ -94,9 +94,14 @@ struct Session {
 int session_new(Server *server, int fd, uint32_t index, Session **ret);
 
 /* Restarts: takes over a connection the previous instance stored (sf->fd
- * consumed) at its old index, whose generation the caller has set, and
- * sends it the resumed notice.  Returns 0 or -errno. */
+ * consumed) at its old index, whose generation the caller has set: greeted
+ * (resuming) or, when it had not said hello yet, waiting for its hello.
+ * Returns 0 or -errno. */
 int session_restore(Server *server, const StoredFd *sf, const FdStoreConn *rec, Session **ret);
+
+/* Once it is in the table: sends a resuming connection its resumed notice.
+ * May close it (a client that went away meanwhile). */
+void session_send_resumed(Session *s);
 
 /* Takes over one of its descriptors at its old slot (sf->fd consumed only
  * on success).  Returns 0 or -errno. */
