@@ -40,9 +40,9 @@ PKGS      := libsystemd libprotobuf-c inih
 TEST_PKGS := check
 # systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started);
 # man-db: systemd-analyze verify runs man(1) for each Documentation= page (container images
-# leave it out).
-DEB_PKGS  := libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev libinih-dev pkg-config \
-             systemd man-db
+# leave it out); python3: tools/include-graph and the Python binding's tests.
+DEB_PKGS  := gcc libc6-dev libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev \
+             libinih-dev pkg-config systemd man-db python3
 
 # Lazy (=): evaluated when a recipe runs, after `deps` may have installed them.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -62,7 +62,8 @@ DAEMON_SRCS := daemon/access.c daemon/account.c daemon/admin.c daemon/admin-desc
                daemon/restore.c daemon/server.c daemon/session.c daemon/session-out.c daemon/session-request.c \
                daemon/timers.c
 COMMON_SRCS := common/arena.c
-LIB_SRCS    := client/netpoll.c client/request.c client/reader.c client/wire.c client/desctab.c
+LIB_SRCS    := client/netpoll.c client/request.c client/reader.c client/wire.c client/desctab.c \
+               client/loop.c client/loop-sdevent.c
 TEST_SRCS   := $(wildcard tests/test-*.c) tests/runner.c tests/helpers.c tests/testlib.c tests/fakesm.c
 
 PB_C := $(G)/netpoll.pb-c.c
@@ -77,14 +78,14 @@ SONAME  := $(LIBNAME).$(SOVERSION)
 REALSO  := $(LIBNAME).$(VERSION)
 
 all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc \
-     $(B)/examples/wait-readable $(B)/examples/supervise \
+     $(B)/examples/wait-readable $(B)/examples/supervise $(B)/examples/sd-event-relay \
      $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket
 
-.PHONY: all run check deps clean install uninstall check-units check-install
+.PHONY: all run check deps clean install uninstall check-units check-install check-examples
 
 deps:
 	@if pkg-config --exists $(PKGS) $(TEST_PKGS) 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
-	    ( for t in protoc-c systemd-analyze systemd-socket-activate man; do \
+	    ( for t in cc protoc-c systemd-analyze systemd-socket-activate man python3; do \
 	        command -v $$t >/dev/null || exit 1; done ); then exit 0; fi; \
 	missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -128,7 +129,7 @@ $(B)/netpolld: $(DAEMON_OBJS) $(O)/daemon/main.o
 $(B)/$(REALSO): $(LIB_OBJS) client/libnetpoll.map
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -pthread -Wl,-soname,$(SONAME) -Wl,--no-undefined \
 	    -Wl,--version-script,client/libnetpoll.map \
-	    -o $@ $(LIB_OBJS) $(shell pkg-config --libs libprotobuf-c)
+	    -o $@ $(LIB_OBJS) $(shell pkg-config --libs libprotobuf-c libsystemd)
 $(B)/$(SONAME): $(B)/$(REALSO)
 	ln -sf $(REALSO) $@
 $(B)/$(LIBNAME): $(B)/$(SONAME)
@@ -169,10 +170,12 @@ $(B)/run-tests: $(TEST_OBJS) $(DAEMON_OBJS) $(B)/libnetpoll.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) $(TEST_LIBS)
 
 # The README's example, built against the shared library as a user would.
+# sd-event-relay uses sd-event itself (np_attach_event joins its loop).
+$(B)/examples/sd-event-relay: EXAMPLE_LIBS = $(shell pkg-config --libs libsystemd)
 $(B)/examples/%: client/examples/%.c $(B)/$(LIBNAME)
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -Wall -Wextra $(NP_WFLAGS) -Iclient $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(B) -lnetpoll \
-	    -Wl,-rpath,'$$ORIGIN/..'
+	    $(EXAMPLE_LIBS) -Wl,-rpath,'$$ORIGIN/..'
 
 SOCKET ?= $(CURDIR)/run/netpolld.sock
 
@@ -186,7 +189,8 @@ run: deps
 # Check's fork mode runs every test in its own process; CK_DEFAULT_TIMEOUT
 # is per test.  The runner prints Check's summary and exits non-zero on failure.
 check: deps
-	@$(MAKE) --no-print-directory all $(B)/run-tests check-includes check-abi check-units check-install
+	@$(MAKE) --no-print-directory all $(B)/run-tests check-includes check-abi check-units check-install \
+	    check-examples
 	NETPOLLD_BIN=$(abspath $(B))/netpolld POLLCTL_BIN=$(abspath $(B))/pollctl \
 	    CK_DEFAULT_TIMEOUT=60 $(B)/run-tests
 
@@ -195,6 +199,21 @@ check: deps
 check-includes:
 	@tools/include-graph daemon > $(B)/include-graph.txt || { cat $(B)/include-graph.txt; exit 1; }
 	@tail -n 1 $(B)/include-graph.txt
+
+# The sd-event example against a daemon of this build, in one thread: one
+# command speaks and ends, the other falls silent and is killed after 500 ms
+# (so the exit status is 1).
+check-examples: all
+	@d=$$(mktemp -d); $(B)/netpolld --socket $$d/np.sock --log-level warning & pid=$$!; \
+	    for i in $$(seq 100); do [ -S $$d/np.sock ] && break; sleep 0.05; done; \
+	    NETPOLL_SOCKET=$$d/np.sock timeout 20 $(B)/examples/sd-event-relay --silence 500ms \
+	        -- sh -c 'echo one; sleep 0.2; echo two' -- sh -c 'echo hi; exec sleep 30' \
+	        >$$d/out 2>$$d/err; rc=$$?; kill $$pid; wait $$pid; \
+	    ok=1; [ $$rc = 1 ] || ok=0; \
+	    for l in one two hi; do grep -qx "\[sh\] $$l" $$d/out || ok=0; done; \
+	    grep -q '^sd-event-relay: sh (pid [0-9]*) silent for [0-9.]* s, killed$$' $$d/err || ok=0; \
+	    if [ $$ok = 0 ]; then echo "check-examples: sd-event-relay exited $$rc"; cat $$d/out $$d/err; fi; \
+	    rm -rf $$d; [ $$ok = 1 ] && echo "check-examples: sd-event-relay ok"
 
 # The ABI: the dynamic symbols the library exports, with their version, must
 # be exactly client/libnetpoll.symbols (sorted).  A new function is added to

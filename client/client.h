@@ -6,6 +6,9 @@
  * Two locks divide it.  send_lock guards the socket's send side and the
  * pipelined batch; lock guards the reader role, the pending calls and the
  * queues the reader fills.  A thread that needs both takes send_lock first.
+ * loop.c adds the event-loop side (np_get_fd, np_process): an epoll fd a
+ * caller's loop polls, and the eventfd that makes it readable when work
+ * waits in memory (loop_notify).
  */
 #pragma once
 
@@ -78,4 +81,15 @@ struct np_client {
 
         Arena arena; /* the reader's */
         uint8_t *rbuf;
+
+        /* Event-loop integration (loop.c), under lock; made by np_get_fd. */
+        int loop_fd;     /* epoll: sock, evfd, kick_fd; -1 before np_get_fd */
+        int kick_fd;     /* eventfd: np_process has work that no other fd shows */
+        bool kicked;     /* kick_fd holds a count np_process has not drained */
+        bool processing; /* np_process holds the reader role: it needs no kick */
+        bool loop_out;   /* sock registered in loop_fd for EPOLLOUT: a batch waits for room */
+        /* np_attach_event's attachment (loop-sdevent.c), which np_disconnect
+         * ends through loop_detach without linking sd-event itself. */
+        void *attachment;
+        void (*loop_detach)(np_client *c);
 };

@@ -116,7 +116,7 @@ static int handshake(np_client *c)
         h.name = program_invocation_short_name;
         m.hello = &h;
         int64_t sent = now_ns();
-        r = wire_send(c->sock, &m, -1);
+        r = wire_send(c->sock, &m, -1, 0);
         if (r < 0) {
                 /* A daemon that refuses us says why before closing. */
                 if (wire_recv(c->sock, c->rbuf, &c->arena, MSG_DONTWAIT, &w) > 0 && w->error)
@@ -141,6 +141,23 @@ static int handshake(np_client *c)
                 return r;
         if (w->error)
                 return w->error < 0 ? w->error : -EPROTO;
+        /* The daemon restarted between taking our hello and answering it:
+         * the new instance resumes the connection as welcomed, in our
+         * version (only such connections are kept), and drops what we send
+         * before an OP_RESUME. */
+        if (!w->welcome && w->resumed) {
+                c->connection_id = w->resumed->connection_id;
+                c->version = NP_PROTOCOL_VERSION;
+                c->clock_offset = clock_offset(sent, w->resumed->monotonic_ns, now_ns());
+                Netpoll__V1__ClientMessage rm = NETPOLL__V1__CLIENT_MESSAGE__INIT;
+                Netpoll__V1__Request q = NETPOLL__V1__REQUEST__INIT;
+                Netpoll__V1__Request *qs[1] = { &q };
+                q.op = NETPOLL__V1__OP__OP_RESUME;
+                q.quiet = true;
+                rm.requests = qs;
+                rm.n_requests = 1;
+                return wire_send(c->sock, &rm, -1, 0);
+        }
         if (!w->welcome || w->welcome->version < NP_PROTOCOL_VERSION_MIN ||
             w->welcome->version > NP_PROTOCOL_VERSION)
                 return -EPROTO;
@@ -169,7 +186,7 @@ NP_EXPORT int np_connect(const char *path, np_client **ret)
         np_client *c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->sock = c->evfd = -1;
+        c->sock = c->evfd = c->loop_fd = c->kick_fd = -1;
         c->events.esz = sizeof(np_event);
         c->watch.esz = sizeof(np_watch_event);
         pthread_mutex_init(&c->lock, NULL);
@@ -210,6 +227,10 @@ NP_EXPORT void np_disconnect(np_client *c)
 {
         if (!c)
                 return;
+        if (c->loop_detach) /* np_attach_event's, before its fd goes */
+                c->loop_detach(c);
+        safe_close(c->loop_fd);
+        safe_close(c->kick_fd);
         safe_close(c->sock);
         safe_close(c->evfd);
         pthread_mutex_destroy(&c->lock);
@@ -223,9 +244,16 @@ NP_EXPORT void np_disconnect(np_client *c)
         free(c);
 }
 
+/* The connection's socket, its break eventfd, and np_get_fd's epoll fd
+ * and kick eventfd once made. */
 static bool own_fd(np_client *c, int fd)
 {
-        return fd_same_file(fd, c->sock) || fd_same_file(fd, c->evfd);
+        pthread_mutex_lock(&c->lock);
+        int loop_fd = c->loop_fd, kick_fd = c->kick_fd;
+        pthread_mutex_unlock(&c->lock);
+        return fd_same_file(fd, c->sock) || fd_same_file(fd, c->evfd) ||
+               (loop_fd >= 0 && fd_same_file(fd, loop_fd)) ||
+               (kick_fd >= 0 && fd_same_file(fd, kick_fd));
 }
 
 NP_EXPORT int np_open(np_client *c, int fd, uint64_t user, np_desc *ret)

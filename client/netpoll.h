@@ -108,8 +108,61 @@ int np_poll(np_client *c, int64_t delay_ns, np_event *events, int max);
 int np_break(np_client *c);
 
 /* 1 if fd is one of the daemon's poller fds or this client's own fds (its
- * connection socket, its break eventfd), else 0.  -EBADF. */
+ * connection socket, its break eventfd, np_get_fd's fds), else 0.  -EBADF. */
 int np_is_poll_descriptor(np_client *c, int fd);
+
+/*
+ * Event-loop integration, after sd-bus (sd_bus_get_fd, _get_events,
+ * _get_timeout, _process, _attach_event): a loop polls np_get_fd for
+ * np_get_events and calls np_process when it is readable (or when
+ * np_get_timeout is due); np_process never waits.  See netpoll(3), EVENT
+ * LOOPS.
+ */
+
+/* One fd that is readable whenever np_process has work: an epoll fd over
+ * the connection socket, np_break's eventfd and the library's own kick
+ * eventfd (events another thread read, pipelined requests to send).  Made
+ * at the first call, the same one afterwards; the library owns it (do not
+ * close or read it; np_disconnect closes it).  -ENOMEM, -EMFILE. */
+int np_get_fd(np_client *c);
+
+/* The poll events to wait for on np_get_fd: POLLIN. */
+int np_get_events(np_client *c);
+
+/* When np_process is due without the fd, as an absolute CLOCK_MONOTONIC
+ * time in ns: 0 (at once) while work is already in memory, else UINT64_MAX
+ * (none: the library keeps no timers; deadlines run in the daemon).
+ * Returns 1 with a time, 0 with none. */
+int np_get_timeout(np_client *c, uint64_t *ret_ns);
+
+/* np_poll(c, 0, ...) for a loop: takes an np_break, sends the pipelined
+ * batch (kept when the socket is full), reads what the socket has (replies
+ * of other threads' calls too) and moves up to max outcomes of armed waits
+ * into events.  Never waits (but to resend state to a daemon that just
+ * restarted).  Returns how many (0: none, also after a break), or
+ * -ECONNRESET once none is left and the daemon is gone. */
+int np_process(np_client *c, np_event *events, int max);
+
+/* sd-event's loop (<systemd/sd-event.h>; declared here without it). */
+struct sd_event;
+
+/* Called from the loop with n > 0 outcomes, with n == 0 after an np_break,
+ * or once with a negative errno (events NULL) when the connection is gone
+ * for good, after which the source is off.  A negative return disables the
+ * source, as for any sd-event callback. */
+typedef int (*np_event_handler)(np_client *c, const np_event *events, int n, void *userdata);
+
+/* Adds np_get_fd to the sd-event loop e (NULL: the thread's default loop,
+ * sd_event_default) as an I/O source of the given priority that runs
+ * np_process and hands the outcomes to handler.  Takes a reference on e.
+ * Call it, np_detach_event and np_disconnect in the loop's thread.
+ * -EBUSY already attached, -EINVAL, or sd-event's -errno. */
+int np_attach_event(np_client *c, struct sd_event *e, int64_t priority, np_event_handler handler,
+                    void *userdata);
+
+/* Removes the source and drops the reference; 0 also when not attached.
+ * np_disconnect detaches too. */
+int np_detach_event(np_client *c);
 
 /* This connection's registered descriptors, parked waits, armed timers. */
 int np_session_stats(np_client *c, struct np_session_stats *ret);

@@ -11,7 +11,9 @@
  * A blocking reader also consumes np_break's eventfd write and records a
  * pending break, which the next np_poll with a non-zero delay takes;
  * np_poll(0) never reads the eventfd.  The arena and rbuf belong to whoever
- * holds the role, which uses them with c->lock dropped.
+ * holds the role, which uses them with c->lock dropped.  A turn that leaves
+ * events queued, a break pending or the connection dead makes an event
+ * loop's fd readable (loop.c), since the socket it read no longer shows it.
  */
 #include "reader.h"
 
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "../common/clock.h"
+#include "loop.h"
 #include "request.h"
 
 static int64_t deadline_after(int64_t delay)
@@ -55,8 +58,7 @@ static int ring_push(Ring *r, const void *item)
         return 0;
 }
 
-/* Moves up to max items into out; returns how many. */
-static int ring_pop(Ring *r, void *out, int max)
+int ring_pop(Ring *r, void *out, int max)
 {
         int n = 0;
 
@@ -225,9 +227,10 @@ void reader_turn(np_client *c, int64_t deadline, bool watch_break, const Pending
                 tsp = &ts;
         }
         int n = ppoll(pfd, watch_break ? 2 : 1, tsp, NULL);
-        if (n > 0 && watch_break && (pfd[1].revents & POLLIN)) {
-                uint64_t v;
-                (void)!read(c->evfd, &v, sizeof(v));
+        /* np_process (loop.c) may have taken it since ppoll saw it. */
+        uint64_t v;
+        if (n > 0 && watch_break && (pfd[1].revents & POLLIN) &&
+            read(c->evfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
                 atomic_store(&c->break_sig, 0);
                 brk = true;
         }
@@ -258,6 +261,8 @@ void reader_turn(np_client *c, int64_t deadline, bool watch_break, const Pending
         if (brk)
                 c->break_pending = true;
         c->reading = false;
+        /* What this turn queued, took or learnt is np_process's too. */
+        loop_notify(c);
         pthread_cond_broadcast(&c->cond);
 }
 

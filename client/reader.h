@@ -10,6 +10,9 @@
 
 #include "client.h"
 
+/* Moves up to max items of r into out; returns how many. */
+int ring_pop(Ring *r, void *out, int max);
+
 /*
  * One turn of the reader role.  Called and returns with c->lock held; drops
  * it while polling.  deadline: -1 wait for input, 0 do not block, else an

@@ -8,13 +8,16 @@
  */
 #include "request.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
+#include "loop.h"
 #include "reader.h"
 
 static void pending_remove(np_client *c, Pending *p)
@@ -30,6 +33,7 @@ static void mark_dead(np_client *c)
 {
         pthread_mutex_lock(&c->lock);
         c->dead = true;
+        loop_notify(c); /* an event loop learns it from np_process */
         pthread_mutex_unlock(&c->lock);
 }
 
@@ -49,12 +53,12 @@ static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
                 DescEntry *e = desctab_find(&c->descs, q->desc);
                 if (!e)
                         continue;
-                switch (q->op) {
-                case NETPOLL__V1__OP__OP_ARM:
+                /* Three ops of many: no switch (-Wswitch-enum would want
+                 * every one). */
+                if (q->op == NETPOLL__V1__OP__OP_ARM) {
                         if (q->mode == 'r' || q->mode == 'w')
                                 (*desctab_armed(e, q->mode))++;
-                        break;
-                case NETPOLL__V1__OP__OP_SET_DEADLINE:
+                } else if (q->op == NETPOLL__V1__OP__OP_SET_DEADLINE) {
                         if (q->mode == 'r' || q->mode == NP_RW) {
                                 e->deadline_r = q->ns;
                                 e->deadline_r_set = true;
@@ -63,13 +67,25 @@ static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
                                 e->deadline_w = q->ns;
                                 e->deadline_w_set = true;
                         }
-                        break;
-                case NETPOLL__V1__OP__OP_UNBLOCK:
+                } else if (q->op == NETPOLL__V1__OP__OP_UNBLOCK)
                         e->unblocked = true;
-                        break;
-                default:
-                        break;
-                }
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* Takes back note_sent for a datagram that did not leave (the socket had
+ * no room): its arms are counted again when it does.  Deadlines and
+ * watches were recorded as values, which stay right.  Called with
+ * send_lock held, so no restart replays the count in between. */
+static void note_unsent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
+{
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < n; i++) {
+                const Netpoll__V1__Request *q = qs[i];
+                DescEntry *e = q->op == NETPOLL__V1__OP__OP_ARM ? desctab_find(&c->descs, q->desc)
+                                                                 : NULL;
+                if (e && (q->mode == 'r' || q->mode == 'w') && *desctab_armed(e, q->mode))
+                        (*desctab_armed(e, q->mode))--;
         }
         pthread_mutex_unlock(&c->lock);
 }
@@ -77,6 +93,8 @@ static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
 /*
  * Sends the pipelined batch followed by q (NULL: the batch alone) in one
  * datagram, with fd attached for q when >= 0.  Called with send_lock held.
+ * flags is 0, or MSG_DONTWAIT for the batch alone: then -EAGAIN means the
+ * socket had no room and the batch stays, whole, for a later send.
  *
  * The batch is never lost without a word: when a datagram that carries an
  * fd fails, the fd may be what the kernel refused (an io_uring fd cannot
@@ -84,7 +102,7 @@ static void note_sent(np_client *c, Netpoll__V1__Request *const *qs, size_t n)
  * any other failure leaves the connection dead, and every later call says
  * so (-ECONNRESET).
  */
-static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
+static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd, int flags)
 {
         Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
         Netpoll__V1__Request *qs[BATCH_MAX + 1];
@@ -102,12 +120,17 @@ static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
         m.requests = qs;
         m.n_requests = n;
         note_sent(c, qs, n);
-        r = wire_send(c->sock, &m, fd);
+        r = wire_send(c->sock, &m, fd, flags);
+        if (r == -EAGAIN && (flags & MSG_DONTWAIT)) {
+                assert(!q);
+                note_unsent(c, qs, n);
+                return r;
+        }
         if (r < 0 && fd >= 0 && r != -ECONNRESET) {
                 int rb = 0;
                 if (c->n_batch > 0) {
                         m.n_requests = c->n_batch;
-                        rb = wire_send(c->sock, &m, -1);
+                        rb = wire_send(c->sock, &m, -1, 0);
                 }
                 if (rb == 0) {
                         c->n_batch = 0;
@@ -124,7 +147,19 @@ static int send_locked(np_client *c, Netpoll__V1__Request *q, int fd)
 int request_flush(np_client *c)
 {
         pthread_mutex_lock(&c->send_lock);
-        int r = send_locked(c, NULL, -1);
+        int r = send_locked(c, NULL, -1, 0);
+        pthread_mutex_unlock(&c->send_lock);
+        return r;
+}
+
+int request_flush_nowait(np_client *c)
+{
+        /* A thread holding send_lock is sending, and takes the batch with
+         * its datagram; if the socket is full it waits for room, which is
+         * what -EAGAIN asks the caller to wait for too. */
+        if (pthread_mutex_trylock(&c->send_lock) != 0)
+                return -EAGAIN;
+        int r = send_locked(c, NULL, -1, MSG_DONTWAIT);
         pthread_mutex_unlock(&c->send_lock);
         return r;
 }
@@ -143,7 +178,13 @@ int request_send_quiet(np_client *c, const Netpoll__V1__Request *q)
         c->batch[c->n_batch].quiet = true;
         c->n_batch++;
         if (c->n_batch == BATCH_MAX || atomic_load(&c->inside) > 0)
-                r = send_locked(c, NULL, -1);
+                r = send_locked(c, NULL, -1, 0);
+        else {
+                /* An event loop's np_process sends it (loop.c). */
+                pthread_mutex_lock(&c->lock);
+                loop_kick(c);
+                pthread_mutex_unlock(&c->lock);
+        }
         pthread_mutex_unlock(&c->send_lock);
         return r;
 }
@@ -157,6 +198,16 @@ static int lost_result(const Netpoll__V1__Request *q)
         if (q->op == NETPOLL__V1__OP__OP_WAIT || q->op == NETPOLL__V1__OP__OP_WAIT_CANCELED)
                 return NP_ERR_CLOSING;
         return -ECONNRESET;
+}
+
+/* Whether one of the calls ps[0..n) is op on desc (and mode, if not 0). */
+static bool pending_has(Pending *const *ps, size_t n, int op, uint64_t desc, int mode)
+{
+        for (size_t i = 0; i < n; i++)
+                if (ps[i]->req->op == (Netpoll__V1__Op)op && ps[i]->req->desc == desc &&
+                    (!mode || ps[i]->req->mode == mode))
+                        return true;
+        return false;
 }
 
 static int pending_cmp(const void *a, const void *b)
@@ -183,7 +234,7 @@ static int send_all(np_client *c, Netpoll__V1__Request **reqs, const int *fds, s
                                 k++;
                 m.requests = reqs + i;
                 m.n_requests = k;
-                int r = wire_send(c->sock, &m, fd);
+                int r = wire_send(c->sock, &m, fd, 0);
                 /* A fd the kernel refuses now was passed before: the
                  * replayed open fails alone, as it would have. */
                 if (r < 0 && (fd < 0 || r == -ECONNRESET))
@@ -230,20 +281,27 @@ void request_resume(np_client *c)
                 fds[n] = -1;                                                                       \
                 n++;                                                                               \
         } while (0)
+                size_t k = 0;
+                for (Pending *p = c->pending; p; p = p->next)
+                        if (p->sent && !p->done)
+                                ps[k++] = p;
+                qsort(ps, k, sizeof(*ps), pending_cmp);
                 ADD(NETPOLL__V1__OP__OP_RESUME, 0, 0, 0);
                 for (size_t i = 0; i < c->descs.cap; i++) {
                         const DescEntry *e = &c->descs.slots[i];
                         if (!e->desc)
                                 continue;
-                        if (e->unblocked)
+                        /* What a call still waiting for its reply asks is
+                         * sent once, as that call (below). */
+                        if (e->unblocked && !pending_has(ps, k, NETPOLL__V1__OP__OP_UNBLOCK, e->desc, 0))
                                 ADD(NETPOLL__V1__OP__OP_UNBLOCK, e->desc, 0, 0);
                         if (e->deadline_r_set)
                                 ADD(NETPOLL__V1__OP__OP_SET_DEADLINE, e->desc, 'r', e->deadline_r);
                         if (e->deadline_w_set)
                                 ADD(NETPOLL__V1__OP__OP_SET_DEADLINE, e->desc, 'w', e->deadline_w);
-                        if (e->armed_r)
+                        if (e->armed_r && !pending_has(ps, k, NETPOLL__V1__OP__OP_ARM, e->desc, 'r'))
                                 ADD(NETPOLL__V1__OP__OP_ARM, e->desc, 'r', 0);
-                        if (e->armed_w)
+                        if (e->armed_w && !pending_has(ps, k, NETPOLL__V1__OP__OP_ARM, e->desc, 'w'))
                                 ADD(NETPOLL__V1__OP__OP_ARM, e->desc, 'w', 0);
                 }
                 /* A subscription: its reply goes to an id nobody waits for. */
@@ -254,11 +312,6 @@ void request_resume(np_client *c)
                         qs[n - 1].id = ++c->next_id;
                 }
 #undef ADD
-                size_t k = 0;
-                for (Pending *p = c->pending; p; p = p->next)
-                        if (p->sent && !p->done)
-                                ps[k++] = p;
-                qsort(ps, k, sizeof(*ps), pending_cmp);
                 for (size_t i = 0; i < k; i++) {
                         ps[i]->replayed = true;
                         ps[i]->n_items = 0; /* a list is sent again from its start */
@@ -269,8 +322,10 @@ void request_resume(np_client *c)
                 r = send_all(c, ptrs, fds, n);
                 pthread_mutex_lock(&c->lock);
         }
-        if (r < 0)
+        if (r < 0) {
                 c->dead = true; /* cannot resume: every call says so */
+                loop_notify(c);
+        }
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->lock);
         pthread_mutex_unlock(&c->send_lock);
@@ -301,7 +356,7 @@ int request_call(np_client *c, Netpoll__V1__Request *q, int fd, Pending *p)
 
         atomic_fetch_add(&c->inside, 1);
         pthread_mutex_lock(&c->send_lock);
-        r = send_locked(c, q, fd);
+        r = send_locked(c, q, fd, 0);
         p->sent = r >= 0;
         pthread_mutex_unlock(&c->send_lock);
 

@@ -10,6 +10,11 @@
 /* Sends whatever is pipelined.  Returns 0 or -errno. */
 int request_flush(np_client *c);
 
+/* request_flush without waiting: -EAGAIN when the socket has no room, or
+ * another thread is sending, and the batch stays for a later send (whole:
+ * a datagram leaves or not).  Returns 0 or -errno otherwise. */
+int request_flush_nowait(np_client *c);
+
 /*
  * Pipelines q: no reply comes.  It leaves with the connection's next
  * datagram, or at once when the batch is full or a thread of this

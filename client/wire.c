@@ -14,7 +14,7 @@
 
 #include "../common/cleanup.h"
 
-int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd)
+int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd, int flags)
 {
         size_t len = netpoll__v1__client_message__get_packed_size(m);
         uint8_t stackbuf[512];
@@ -47,7 +47,7 @@ int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd)
                 memcpy(CMSG_DATA(c), &fd, sizeof(int));
         }
         for (;;) {
-                if (sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0)
+                if (sendmsg(sock, &mh, flags | MSG_NOSIGNAL) >= 0)
                         return 0;
                 if (errno != EINTR)
                         return errno == EPIPE ? -ECONNRESET : -errno;

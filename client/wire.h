@@ -15,9 +15,10 @@
 
 #define WIRE_MAX_MESSAGE_BYTES NP_MAX_MESSAGE_BYTES
 
-/* Packs m and sends it on sock (blocking), with fd (borrowed) attached as
- * SCM_RIGHTS when fd >= 0.  Returns 0 or -errno. */
-int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd);
+/* Packs m and sends it on sock, with fd (borrowed) attached as SCM_RIGHTS
+ * when fd >= 0.  flags: 0 waits for room in the socket, MSG_DONTWAIT does
+ * not (-EAGAIN: nothing was sent).  Returns 0 or -errno. */
+int wire_send(int sock, const Netpoll__V1__ClientMessage *m, int fd, int flags);
 
 /* Receives one datagram into buf (WIRE_MAX_MESSAGE_BYTES) with flags and
  * decodes it into a (reset first).  Returns 1 and the message, 0 when

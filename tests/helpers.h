@@ -35,6 +35,7 @@ Suite *suite_ops(void);
 Suite *suite_fuzzcorpus(void);
 Suite *suite_resume(void);
 Suite *suite_fakesm(void);
+Suite *suite_loop(void);
 
 /* Number of open fds of this process (/proc/self/fd). */
 int fd_count(void);

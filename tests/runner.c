@@ -14,6 +14,7 @@ int main(void)
                 suite_codec,   suite_config,   suite_cpuslice,  suite_api,
                 suite_daemon,  suite_pollctl,  suite_ops,       suite_fuzzcorpus,
                 suite_filecount, suite_resume, suite_fakesm,
+                suite_loop,
         };
         SRunner *sr = srunner_create(NULL);
 

@@ -851,8 +851,12 @@ START_TEST(test_fakesm_spawn_passes_extra_then_store_newest_first)
         char *sigs[] = { "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL };
         spawn_capture(m, sigs, NULL, NULL, 0, out, sizeof(out), &pid, &status);
         ck_assert_msg(strstr(out, "SigBlk:\t0000000000000000\n"), "mask kept:\n%s", out);
-        ck_assert_msg(strstr(out, "SigIgn:\t0000000000001000\n"), "only SIGPIPE ignored:\n%s",
-                      out);
+        /* Signals 1..31: glibc keeps 32 and 33 for itself, and sigaction()
+         * cannot reset them when the runner inherited them ignored. */
+        const char *ign = strstr(out, "SigIgn:\t");
+        ck_assert_ptr_nonnull(ign);
+        unsigned long long ignored = strtoull(ign + strlen("SigIgn:\t"), NULL, 16);
+        ck_assert_msg((ignored & 0x7fffffffULL) == 0x1000ULL, "only SIGPIPE ignored:\n%s", out);
         /* NonBlocking=no: the socket's description lost O_NONBLOCK. */
         ck_assert_int_eq(fcntl(lsock, F_GETFL) & O_NONBLOCK, 0);
         /* The store stays with the manager. */

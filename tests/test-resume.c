@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../common/clock.h"
+#include "../common/protocol.h"
 #include "fakesm.h"
 #include "test-daemon.h"
 #include "helpers.h"
@@ -361,6 +362,107 @@ START_TEST(test_resume_fd_store_keeps_no_version_1_connection)
 }
 END_TEST
 
+typedef struct Unblocker {
+        pthread_t th;
+        np_client *c;
+        np_desc d;
+        int result;
+} Unblocker;
+
+static void *unblock_run(void *arg)
+{
+        Unblocker *u = arg;
+
+        u->result = np_unblock(u->c, u->d);
+        return NULL;
+}
+
+/* A call in flight when the daemon dies is answered once, by the next
+ * instance, as the first would have answered it: here an np_unblock the
+ * old instance never read (it was stopped), which the descriptor table
+ * also remembers. */
+START_TEST(test_resume_call_in_flight_across_kill9_is_answered_once)
+{
+        Managed x;
+        np_client *c;
+        np_desc d;
+        int p[2];
+        Unblocker u;
+
+        managed_start(&x);
+        ck_assert_int_eq(np_connect(x.sock, &c), 0);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(np_open(c, p[0], 1, &d), 0);
+        ck_assert_int_eq(kill(x.pid, SIGSTOP), 0);
+        u = (Unblocker){ .c = c, .d = d, .result = -1000 };
+        ck_assert_int_eq(pthread_create(&u.th, NULL, unblock_run, &u), 0);
+        usleep(100 * 1000); /* sent, unanswered */
+        x.kind = SIGKILL;
+        restart_managed(&x);
+        ck_assert_int_eq(pthread_join(u.th, NULL), 0);
+        ck_assert_int_eq(u.result, 0);
+        ck_assert_int_eq(np_wait(c, d, NP_READ), NP_ERR_CLOSING); /* it took effect */
+        ck_assert_int_eq(np_close(c, d), 0);
+        np_disconnect(c);
+        close(p[0]);
+        close(p[1]);
+        managed_stop(&x);
+}
+END_TEST
+
+/* A client that went away while the daemon was down is dropped cleanly by
+ * the next instance (its notice cannot be sent); one that connected but had
+ * not said hello yet is greeted by it; connection ids are never reused. */
+START_TEST(test_resume_gone_and_half_connected_clients)
+{
+        Managed x;
+        np_client *a, *b, *admin, *later;
+        struct np_status st;
+        Netpoll__V1__ServerMessage *m;
+
+        managed_start(&x);
+        ck_assert_int_eq(np_connect(x.sock, &a), 0);
+        ck_assert_int_eq(np_connect(x.sock, &b), 0);
+        ck_assert_int_eq(np_connect(x.sock, &admin), 0);
+        uint64_t last = np_connection_id(admin);
+        int raw = test_raw_connect(x.sock);
+        ck_assert_int_ge(raw, 0);
+        for (int i = 0; i < 500; i++) { /* accepted, no hello yet */
+                ck_assert_int_eq(np_status(admin, &st), 0);
+                if (st.accepted >= 4)
+                        break;
+                usleep(10000);
+        }
+        ck_assert_uint_ge(st.accepted, 4);
+        ck_assert_int_eq(kill(x.pid, SIGKILL), 0);
+        ck_assert_int_eq(fakesm_reap_main(x.m, 10000, NULL), 0);
+        np_disconnect(b); /* gone before the next instance starts */
+        managed_spawn(&x);
+        ck_assert_int_eq(raw_send_hello(raw, NP_PROTOCOL_VERSION, NULL, 0), 0);
+        ck_assert_int_eq(raw_recv(raw, 5000, &m), 1);
+        ck_assert_ptr_nonnull(m->welcome);
+        uint64_t raw_id = m->welcome->connection_id;
+        netpoll__v1__server_message__free_unpacked(m, NULL);
+        ck_assert_int_eq(np_ping(a), 0);
+        for (int i = 0; i < 500; i++) {
+                ck_assert_int_eq(np_status(admin, &st), 0);
+                if (st.connections == 3)
+                        break;
+                usleep(10000);
+        }
+        ck_assert_uint_eq(st.connections, 3); /* a, admin, raw */
+        ck_assert_uint_eq(st.instance, 2);
+        ck_assert_int_eq(np_connect(x.sock, &later), 0);
+        ck_assert_uint_gt(np_connection_id(later), last);
+        ck_assert_uint_gt(np_connection_id(later), raw_id);
+        np_disconnect(later);
+        np_disconnect(a);
+        np_disconnect(admin);
+        close(raw);
+        managed_stop(&x);
+}
+END_TEST
+
 Suite *suite_resume(void)
 {
         Suite *s = suite_create("resume");
@@ -371,5 +473,7 @@ Suite *suite_resume(void)
         tc = test_tcase(s, "fdstore", 60);
         tcase_add_test(tc, test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines);
         tcase_add_test(tc, test_resume_fd_store_keeps_no_version_1_connection);
+        tcase_add_test(tc, test_resume_call_in_flight_across_kill9_is_answered_once);
+        tcase_add_test(tc, test_resume_gone_and_half_connected_clients);
         return s;
 }

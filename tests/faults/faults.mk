@@ -10,7 +10,10 @@
 
 FAULT_NAMES   := killed slowreader backlog flood flood-emfile malformed misuse timerstorm \
                  linger drain fdquota outmem listdescs junk dupfile watchers mix
-FAULT_BINS    := $(FAULT_NAMES:%=$(B)/faults/fault-%)
+# Load programs (no fault- prefix), run by check-faults after the others.
+LOAD_NAMES    := restart-storm
+FAULT_PROGS   := $(FAULT_NAMES:%=fault-%) $(LOAD_NAMES)
+FAULT_BINS    := $(FAULT_PROGS:%=$(B)/faults/%)
 FAULT_QUICK   := $(filter-out 0 no,$(QUICK))
 FAULT_TIMEOUT := $(if $(FAULT_QUICK),120,300)
 
@@ -37,18 +40,24 @@ $(B)/faults/fault-%: $(O)/tests/faults/fault-%.o $(FAULT_OBJS) $(B)/libnetpoll.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
 
+# restart-storm runs the daemon under the fake service manager (tests/fakesm.c).
+$(B)/faults/restart-storm: $(O)/tests/faults/restart-storm.o $(O)/tests/fakesm.o $(FAULT_OBJS) \
+                           $(B)/libnetpoll.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(shell pkg-config --libs libprotobuf-c)
+
 # Runs every program (each under a timeout, so a hang is a failure), then
 # prints the summary line "N passed, M failed" last.
 check-faults: $(FAULT_BINS) $(B)/netpolld
 	@pass=0; fail=0; failed=; start=$$(date +%s); \
-	for t in $(FAULT_NAMES); do \
-	    echo "=== fault-$$t"; t0=$$(date +%s); \
+	for t in $(FAULT_PROGS); do \
+	    echo "=== $$t"; t0=$$(date +%s); \
 	    NETPOLLD_BIN=$(abspath $(B))/netpolld timeout -k 10 $(FAULT_TIMEOUT) \
-	        $(B)/faults/fault-$$t $(if $(FAULT_QUICK),--quick); rc=$$?; \
-	    [ $$rc = 124 ] && echo "fault-$$t: timed out after $(FAULT_TIMEOUT) s"; \
+	        $(B)/faults/$$t $(if $(FAULT_QUICK),--quick); rc=$$?; \
+	    [ $$rc = 124 ] && echo "$$t: timed out after $(FAULT_TIMEOUT) s"; \
 	    if [ $$rc = 0 ]; then pass=$$((pass + 1)); verdict=passed; \
-	    else fail=$$((fail + 1)); failed="$$failed $$t"; verdict="failed (exit $$rc)"; fi; \
-	    echo "=== fault-$$t: $$verdict in $$(($$(date +%s) - t0)) s"; \
+	    else fail=$$((fail + 1)); failed="$$failed $${t#fault-}"; verdict="failed (exit $$rc)"; fi; \
+	    echo "=== $$t: $$verdict in $$(($$(date +%s) - t0)) s"; \
 	done; \
 	echo "faults: $(if $(FAULT_QUICK),quick,full) mode, $$(($$(date +%s) - start)) s" \
 	    "$${failed:+(failed:$$failed)}"; \
