@@ -60,6 +60,15 @@
  * control.  Seeded: FAULTS_SEED=N repeats a run's choices (the timing, hence
  * the interleaving, is the machine's).  FAULTS_LOG_LEVEL=debug runs the
  * daemon so, and FAULTS_KEEP=1 keeps its log.
+ *
+ * Under a real systemd (make check-systemd runs it inside the box):
+ * FAULTS_SYSTEMD_SOCKET=PATH makes the program a client of the installed
+ * netpolld.service, socket-activated on PATH, instead of running the daemon
+ * under the fake: an upgrade is SIGUSR2 to its MainPID, a restart
+ * `systemctl restart`, a kill -9 SIGKILL to the MainPID (Restart=on-failure
+ * brings it back), the store is read back as NFileDescriptorStore, and the
+ * final stop is `systemctl stop`.  FAULTS_RESTARTS=N sets the restarts of
+ * each kind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -542,6 +551,56 @@ typedef struct Service {
 } Service;
 
 static Service *the_service; /* for the exit handler */
+static const char *sd_socket;  /* FAULTS_SYSTEMD_SOCKET: a real systemd's service */
+#define SD_UNIT "netpolld.service"
+
+/* The first line a shell command prints, as a number (0 when none). */
+static uint64_t sd_query(const char *cmd)
+{
+        char line[64] = "";
+        FILE *f = popen(cmd, "re");
+
+        if (!f)
+                fault_die("%s: %s", cmd, strerror(errno));
+        if (!fgets(line, sizeof(line), f))
+                line[0] = '\0';
+        pclose(f);
+        return strtoull(line, NULL, 10);
+}
+
+static pid_t sd_main_pid(void)
+{
+        return (pid_t)sd_query("systemctl show -p MainPID --value " SD_UNIT);
+}
+
+/* What systemd's fd store holds for the service. */
+static size_t sd_store_count(void)
+{
+        return (size_t)sd_query("systemctl show -p NFileDescriptorStore --value " SD_UNIT);
+}
+
+/* Waits for a running main process other than `old` (0: any). */
+static pid_t sd_await_main(pid_t old)
+{
+        int64_t give_up = test_now() + BACK_WITHIN_MS * NSEC_PER_MSEC_F;
+
+        for (;;) {
+                pid_t pid = sd_main_pid();
+                if (pid > 0 && pid != old)
+                        return pid;
+                if (test_now() > give_up)
+                        fault_die(SD_UNIT " has no new main process after %d ms", BACK_WITHIN_MS);
+                fault_sleep_ms(5);
+        }
+}
+
+static size_t store_count(Service *s)
+{
+        if (sd_socket)
+                return sd_store_count();
+        (void)fakesm_process(s->m, 0);
+        return fakesm_store_count(s->m);
+}
 
 static void service_cleanup(Service *s);
 
@@ -573,6 +632,11 @@ static void service_spawn(Service *s)
 {
         static const char *const names[] = { "netpolld.socket" };
 
+        if (sd_socket) { /* systemd starts it, on the first connect or a restart */
+                s->pid = sd_await_main(s->pid);
+                return;
+        }
+
         pid_t pid = fakesm_spawn(s->m, s->argv, &s->listen_fd, names, 1);
         if (pid < 0)
                 fault_die("fakesm_spawn: %s", strerror((int)-pid));
@@ -587,6 +651,14 @@ static void service_spawn(Service *s)
 static void service_setup(Service *s, unsigned store_max)
 {
         struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+        if (sd_socket) {
+                snprintf(s->sock, sizeof(s->sock), "%s", sd_socket);
+                s->listen_fd = s->log_fd = -1;
+                if (sd_query("systemctl is-active -q " SD_UNIT " && echo 1"))
+                        s->pid = sd_main_pid();
+                return;
+        }
 
         snprintf(s->dir, sizeof(s->dir), "/tmp/netpolld-storm.XXXXXX");
         if (!mkdtemp(s->dir))
@@ -638,6 +710,8 @@ static void service_setup(Service *s, unsigned store_max)
 static void service_cleanup(Service *s)
 {
         the_service = NULL;
+        if (sd_socket)
+                return; /* the service stays systemd's */
         if (s->pid > 0) {
                 kill(s->pid, SIGKILL);
                 (void)fakesm_reap_main(s->m, 5000, NULL);
@@ -701,6 +775,19 @@ static void restart_once(Service *s, np_client *mon, int kind, Restart *rs)
                 break;
         case KIND_RESTART:
         case KIND_KILL:
+                if (sd_socket) {
+                        if (kind == KIND_RESTART) {
+                                pid_t old = s->pid;
+                                if (system("systemctl restart " SD_UNIT) != 0)
+                                        fault_die("systemctl restart " SD_UNIT " failed");
+                                s->pid = sd_await_main(old);
+                        } else {
+                                if (kill(s->pid, SIGKILL) < 0)
+                                        fault_die("kill -9 %d: %s", (int)s->pid, strerror(errno));
+                                s->pid = sd_await_main(s->pid); /* Restart=on-failure */
+                        }
+                        break;
+                }
                 if (kill(s->pid, kind == KIND_KILL ? SIGKILL : SIGTERM) < 0)
                         fault_die("kill: %s", strerror(errno));
                 r = fakesm_reap_main(s->m, BACK_WITHIN_MS, &status);
@@ -715,7 +802,7 @@ static void restart_once(Service *s, np_client *mon, int kind, Restart *rs)
                                     "kill -9 ended with status %#x", status);
                 /* What it left: the state, every connection and descriptor
                  * held, and the churn client's at most. */
-                size_t held = 1 + (size_t)n_clients + 1 + n_descs, left = fakesm_store_count(s->m);
+                size_t held = 1 + (size_t)n_clients + 1 + n_descs, left = store_count(s);
                 fault_check(left >= held && left <= held + 1 + CHURN_DESCS,
                             "%s left %zu fds in the store, want %zu (+%d)", kind_names[kind], left,
                             held, 1 + CHURN_DESCS);
@@ -883,6 +970,11 @@ int main(int argc, char **argv)
         fault_say("seed %" PRIu64 " (FAULTS_SEED=%" PRIu64 " repeats this run's choices)", seed,
                   seed);
         int n_restarts = fault_quick ? QUICK_RESTARTS : FULL_RESTARTS;
+        sd_socket = getenv("FAULTS_SYSTEMD_SOCKET");
+        if (getenv("FAULTS_RESTARTS"))
+                n_restarts = atoi(getenv("FAULTS_RESTARTS"));
+        if (n_restarts < 1)
+                fault_die("FAULTS_RESTARTS must be at least 1");
         n_clients = fault_quick ? QUICK_CLIENTS : FULL_CLIENTS;
         per_client = fault_quick ? QUICK_DESCS : FULL_DESCS;
 
@@ -910,9 +1002,12 @@ int main(int argc, char **argv)
 
         service_setup(&svc, store_max);
         sock_path = svc.sock;
-        service_spawn(&svc);
+        if (!sd_socket)
+                service_spawn(&svc);
         svc.instance = 1;
         fault_must(fault_connect(svc.sock, &mon), "connect the admin connection");
+        if (sd_socket && !svc.pid)
+                svc.pid = sd_await_main(0); /* activated by that connect */
         fault_must(np_status(mon, &st), "np_status");
         if (!fault_check(st.fd_store && st.instance == 1 && st.resumed_connections == 0,
                          "a fresh daemon with --fd-store says fd_store %d, instance %" PRIu64
@@ -1009,8 +1104,7 @@ int main(int argc, char **argv)
         int64_t settle_until = test_now() + BOUND_NS;
         size_t store_n;
         for (;;) {
-                (void)fakesm_process(svc.m, 0);
-                store_n = fakesm_store_count(svc.m);
+                store_n = store_count(&svc);
                 dfds = fd_count_of(svc.pid);
                 int r = np_status(mon, &st);
                 if (r < 0)
@@ -1033,8 +1127,9 @@ int main(int argc, char **argv)
         fault_check(store_n == want_store,
                     "the fd store holds %zu fds, want %zu (1 + %" PRIu64 " + %zu)", store_n,
                     want_store, conns, n_descs);
-        FakeSMStats sms;
-        fakesm_stats(svc.m, &sms);
+        FakeSMStats sms = { 0 };
+        if (!sd_socket)
+                fakesm_stats(svc.m, &sms);
         fault_check(sms.ignored == 0 && sms.refused == 0 && sms.bad_names == 0 &&
                             sms.bad_removes == 0 && sms.stray_fds == 0 && sms.dedups == 0,
                     "the fake store saw %u ignored messages, %u refused fds, %u bad names, %u bad "
@@ -1046,15 +1141,23 @@ int main(int argc, char **argv)
          * emptied, and the clients see a lame-duck stop. */
         atomic_store(&phase, PHASE_STOP);
         int status = 0;
-        kill(svc.pid, SIGTERM);
-        int r = fakesm_reap_main(svc.m, BACK_WITHIN_MS, &status);
-        if (r < 0)
-                fault_die("the daemon did not exit on SIGTERM: %s", strerror(-r));
-        svc.pid = 0;
-        fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                    "the final stop exited with status %#x, want 0", status);
-        fakesm_store_clear(svc.m);
-        fault_check(fakesm_store_count(svc.m) == 0, "the store is not empty after clearing");
+        if (sd_socket) {
+                if (system("systemctl stop " SD_UNIT) != 0)
+                        fault_die("systemctl stop " SD_UNIT " failed");
+                svc.pid = 0;
+                fault_check(sd_store_count() == 0, "the store holds %zu fds after systemctl stop",
+                            sd_store_count());
+        } else {
+                kill(svc.pid, SIGTERM);
+                int r = fakesm_reap_main(svc.m, BACK_WITHIN_MS, &status);
+                if (r < 0)
+                        fault_die("the daemon did not exit on SIGTERM: %s", strerror(-r));
+                svc.pid = 0;
+                fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                            "the final stop exited with status %#x, want 0", status);
+                fakesm_store_clear(svc.m);
+                fault_check(fakesm_store_count(svc.m) == 0, "the store is not empty after clearing");
+        }
         int64_t stop_at = test_now();
         for (size_t i = 0; i < n_descs; i++)
                 if (descs[i].kind != DESC_ARM && !join_within(descs[i].th, stop_at))
