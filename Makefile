@@ -40,9 +40,10 @@ PKGS      := libsystemd libprotobuf-c inih
 TEST_PKGS := check
 # systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started);
 # man-db: systemd-analyze verify runs man(1) for each Documentation= page (container images
-# leave it out); python3: tools/include-graph and the Python binding's tests.
+# leave it out); python3: tools/include-graph and the Python binding's tests; libuv1-dev: the
+# libuv example.
 DEB_PKGS  := gcc libc6-dev libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev \
-             libinih-dev pkg-config systemd man-db python3
+             libinih-dev pkg-config systemd man-db python3 libuv1-dev
 
 # Lazy (=): evaluated when a recipe runs, after `deps` may have installed them.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -79,12 +80,13 @@ REALSO  := $(LIBNAME).$(VERSION)
 
 all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpoll.pc \
      $(B)/examples/wait-readable $(B)/examples/supervise $(B)/examples/sd-event-relay \
+     $(B)/examples/uv-relay \
      $(B)/systemd/netpolld.service $(B)/systemd/netpolld.socket
 
 .PHONY: all run check deps clean install uninstall check-units check-install check-examples
 
 deps:
-	@if pkg-config --exists $(PKGS) $(TEST_PKGS) 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
+	@if pkg-config --exists $(PKGS) $(TEST_PKGS) libuv 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
 	    ( for t in cc protoc-c systemd-analyze systemd-socket-activate man python3; do \
 	        command -v $$t >/dev/null || exit 1; done ); then exit 0; fi; \
 	missing=$$(for p in $(DEB_PKGS); do \
@@ -172,6 +174,8 @@ $(B)/run-tests: $(TEST_OBJS) $(DAEMON_OBJS) $(B)/libnetpoll.a
 # The README's example, built against the shared library as a user would.
 # sd-event-relay uses sd-event itself (np_attach_event joins its loop).
 $(B)/examples/sd-event-relay: EXAMPLE_LIBS = $(shell pkg-config --libs libsystemd)
+# uv-relay runs on a libuv loop (a uv_poll_t on np_get_fd).
+$(B)/examples/uv-relay: EXAMPLE_LIBS = $(shell pkg-config --libs libuv)
 $(B)/examples/%: client/examples/%.c $(B)/$(LIBNAME)
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -Wall -Wextra $(NP_WFLAGS) -Iclient $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(B) -lnetpoll \
@@ -200,20 +204,22 @@ check-includes:
 	@tools/include-graph daemon > $(B)/include-graph.txt || { cat $(B)/include-graph.txt; exit 1; }
 	@tail -n 1 $(B)/include-graph.txt
 
-# The sd-event example against a daemon of this build, in one thread: one
-# command speaks and ends, the other falls silent and is killed after 500 ms
-# (so the exit status is 1).
+# The event-loop examples (sd-event, libuv) against a daemon of this build,
+# each in one thread: one command speaks and ends, the other falls silent
+# and is killed after 500 ms (so the exit status is 1).
 check-examples: all
 	@d=$$(mktemp -d); $(B)/netpolld --socket $$d/np.sock --log-level warning & pid=$$!; \
 	    for i in $$(seq 100); do [ -S $$d/np.sock ] && break; sleep 0.05; done; \
-	    NETPOLL_SOCKET=$$d/np.sock timeout 20 $(B)/examples/sd-event-relay --silence 500ms \
+	    all=1; for x in sd-event-relay uv-relay; do \
+	    NETPOLL_SOCKET=$$d/np.sock timeout 20 $(B)/examples/$$x --silence 500ms \
 	        -- sh -c 'echo one; sleep 0.2; echo two' -- sh -c 'echo hi; exec sleep 30' \
-	        >$$d/out 2>$$d/err; rc=$$?; kill $$pid; wait $$pid; \
+	        >$$d/out 2>$$d/err; rc=$$?; \
 	    ok=1; [ $$rc = 1 ] || ok=0; \
 	    for l in one two hi; do grep -qx "\[sh\] $$l" $$d/out || ok=0; done; \
-	    grep -q '^sd-event-relay: sh (pid [0-9]*) silent for [0-9.]* s, killed$$' $$d/err || ok=0; \
-	    if [ $$ok = 0 ]; then echo "check-examples: sd-event-relay exited $$rc"; cat $$d/out $$d/err; fi; \
-	    rm -rf $$d; [ $$ok = 1 ] && echo "check-examples: sd-event-relay ok"
+	    grep -q "^$$x: sh (pid [0-9]*) silent for [0-9.]* s, killed\$$" $$d/err || ok=0; \
+	    if [ $$ok = 0 ]; then echo "check-examples: $$x exited $$rc"; cat $$d/out $$d/err; all=0; \
+	    else echo "check-examples: $$x ok"; fi; done; \
+	    kill $$pid; wait $$pid; rm -rf $$d; [ $$all = 1 ]
 
 # The ABI: the dynamic symbols the library exports, with their version, must
 # be exactly client/libnetpoll.symbols (sorted).  A new function is added to
