@@ -41,9 +41,10 @@ TEST_PKGS := check
 # systemd: make check runs systemd-analyze and systemd-socket-activate (nothing is started);
 # man-db: systemd-analyze verify runs man(1) for each Documentation= page (container images
 # leave it out); python3: tools/include-graph and the Python binding's tests; libuv1-dev: the
-# libuv example.
+# libuv example; procps: the /bin/kill of the unit's ExecReload=, which systemd-analyze verify
+# checks (minimal images leave it out).
 DEB_PKGS  := gcc libc6-dev libsystemd-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev \
-             libinih-dev pkg-config systemd man-db python3 libuv1-dev
+             libinih-dev pkg-config systemd man-db python3 libuv1-dev procps
 
 # Lazy (=): evaluated when a recipe runs, after `deps` may have installed them.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -87,7 +88,7 @@ all: $(B)/netpolld $(B)/pollctl $(B)/$(LIBNAME) $(B)/libnetpoll.a $(B)/libnetpol
 
 deps:
 	@if pkg-config --exists $(PKGS) $(TEST_PKGS) libuv 'libprotobuf-c >= 1.4.1' 2>/dev/null && \
-	    ( for t in cc protoc-c systemd-analyze systemd-socket-activate man python3; do \
+	    ( for t in cc protoc-c systemd-analyze systemd-socket-activate man python3 /bin/kill; do \
 	        command -v $$t >/dev/null || exit 1; done ); then exit 0; fi; \
 	missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
