@@ -34,6 +34,7 @@
 
 #define NP_EXPORT __attribute__((visibility("default")))
 #define ARENA_BYTES (1024 * 1024)
+#define CONNECT_TRIES 5 /* see np_connect */
 #define HANDSHAKE_TIMEOUT_MS 5000
 
 static int simple(np_client *c, Netpoll__V1__Op op, np_desc d, int mode, int64_t ns)
@@ -203,19 +204,35 @@ NP_EXPORT int np_connect(const char *path, np_client **ret)
                 r = -ENOMEM;
                 goto fail;
         }
-        c->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (c->sock < 0 || c->evfd < 0) {
+        if (c->evfd < 0) {
                 r = -errno;
                 goto fail;
         }
-        if (connect(c->sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                r = -errno;
-                goto fail;
+        /* A daemon that goes away between accepting us and keeping our
+         * connection (a restart, a crash it is restarted from) resets it
+         * without a word: nothing was registered yet, so connect again, as
+         * often as CONNECT_TRIES, a little later each time.  A daemon that
+         * refuses us says why, and that is final. */
+        for (int try = 1;; try++) {
+                c->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+                if (c->sock < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (connect(c->sock, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                r = handshake(c);
+                if (r == 0)
+                        break;
+                if ((r != -ECONNRESET && r != -EPIPE) || try == CONNECT_TRIES)
+                        goto fail;
+                c->sock = safe_close(c->sock);
+                struct timespec pause = ns_to_timespec((int64_t)try * 20 * NSEC_PER_MSEC);
+                nanosleep(&pause, NULL);
         }
-        r = handshake(c);
-        if (r < 0)
-                goto fail;
         *ret = c;
         return 0;
 fail:
