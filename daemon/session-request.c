@@ -10,9 +10,11 @@
 #include "session.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sys/epoll.h>
 
 #include "../common/cleanup.h"
+#include "log.h"
 #include "pollcache.h"
 #include "env.h"
 #include "fdstore.h"
@@ -169,10 +171,16 @@ static int op_open(Session *s, const NpRequest *q, int fd, uint64_t *ret_desc)
         r = desc_setup(s, slot, fd, q->user, key);
         if (r < 0)
                 return r; /* the fd stays the caller's to close */
-        /* Kept before its id is handed out: a restart from here on knows it. */
-        r = fdstore_desc_add(&srv->store, slot->index, slot->gen, s->index,
-                             srv->session_gens[s->index], q->user, q->id, fd);
-        if (r < 0) {
+        /* Kept before its id is handed out: a restart from here on knows it.
+         * A store that is full costs the connection its restarts (all of
+         * it: a restart must not bring it back without this descriptor),
+         * not its service. */
+        r = s->stored ? fdstore_desc_add(&srv->store, slot->index, slot->gen, s->index,
+                                         srv->session_gens[s->index], q->user, q->id, fd)
+                      : 0;
+        if (r == -ENOSPC)
+                session_unstore(s);
+        else if (r < 0) {
                 desc_unregister(s, fd);
                 accounts_fds(&srv->accounts, s->acct, -1);
                 pollops_release(&srv->ops, &slot->pd);
@@ -350,4 +358,20 @@ int session_restore_desc(Session *s, const StoredFd *sf, const FdStoreDesc *rec)
                 }
         }
         return 0;
+}
+
+void session_unstore(Session *s)
+{
+        Server *srv = s->server;
+        uint32_t iter = 0;
+
+        if (!s->stored)
+                return;
+        log_warning("client %" PRIu64 " (pid %d, %s): the fd store is full; a restart will end "
+                    "this connection",
+                    s->id, (int)s->pid, s->comm);
+        for (PollSlot *slot; (slot = pollcache_next_owned(&srv->cache, &s->owner, &iter));)
+                fdstore_desc_remove(&srv->store, slot->index, slot->gen);
+        fdstore_conn_remove(&srv->store, s->index, srv->session_gens[s->index]);
+        s->stored = false;
 }

@@ -107,6 +107,11 @@ void session_send_resumed(Session *s);
  * on success).  Returns 0 or -errno. */
 int session_restore_desc(Session *s, const StoredFd *sf, const FdStoreDesc *rec);
 
+/* Takes the connection and every descriptor of it out of the fd store
+ * (it is full): a restart then ends the connection, cleanly, instead of
+ * resuming it without some of its descriptors. */
+void session_unstore(Session *s);
+
 /* After its descriptors: sorts what session_restore_desc noted. */
 void session_restore_done(Session *s);
 

@@ -221,6 +221,7 @@ END_TEST
  * --fd-store, under a (fake) service manager with an fd store. */
 typedef struct Managed {
         FakeSM *m;
+        const char *store_arg; /* --fd-store=N (NULL: 16384) */
         char dir[64], sock[108];
         int listen_fd;
         pid_t pid;
@@ -229,7 +230,8 @@ typedef struct Managed {
 
 static void managed_spawn(Managed *x)
 {
-        char *const argv[] = { (char *)test_daemon_bin(), (char *)"--fd-store=16384",
+        char *const argv[] = { (char *)test_daemon_bin(),
+                               (char *)(x->store_arg ? x->store_arg : "--fd-store=16384"),
                                (char *)"--socket", x->sock, (char *)"--log-level",
                                (char *)"warning", NULL };
         const char *names[] = { "netpolld.socket" };
@@ -239,11 +241,11 @@ static void managed_spawn(Managed *x)
         ck_assert_int_eq(fakesm_wait_ready(x->m, 10000), 0);
 }
 
-static void managed_start(Managed *x)
+static void managed_start_with(Managed *x, const char *store_arg)
 {
         struct sockaddr_un a = { .sun_family = AF_UNIX };
 
-        *x = (Managed){ .listen_fd = -1 };
+        *x = (Managed){ .listen_fd = -1, .store_arg = store_arg };
         snprintf(x->dir, sizeof(x->dir), "/tmp/np-resume-XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(x->dir));
         snprintf(x->sock, sizeof(x->sock), "%s/np.sock", x->dir);
@@ -255,6 +257,11 @@ static void managed_start(Managed *x)
         ck_assert_int_eq(fakesm_new(&x->m, 16384), 0);
         fakesm_set_output(x->m, -1, -1);
         managed_spawn(x);
+}
+
+static void managed_start(Managed *x)
+{
+        managed_start_with(x, NULL);
 }
 
 /* SIGKILL (Restart=on-failure) or SIGTERM (systemctl restart): the
@@ -463,6 +470,56 @@ START_TEST(test_resume_gone_and_half_connected_clients)
 }
 END_TEST
 
+/* A store that is full costs a connection its restarts, not its service:
+ * its opens go on, and a restart ends it cleanly (a parked wait ends
+ * closing) while a connection that fitted is resumed. */
+START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
+{
+        Managed x;
+        np_client *fits, *big;
+        np_desc d1, ds[6];
+        int p1[2], p[6][2];
+        Parked w1, wb;
+
+        /* 8 fds: the state, two connections, one descriptor of `fits`, and
+         * 4 of `big`'s 6. */
+        managed_start_with(&x, "--fd-store=8");
+        ck_assert_int_eq(np_connect(x.sock, &fits), 0);
+        ck_assert_int_eq(np_connect(x.sock, &big), 0);
+        ck_assert_int_eq(pipe2(p1, O_CLOEXEC | O_NONBLOCK), 0);
+        ck_assert_int_eq(np_open(fits, p1[0], 1, &d1), 0);
+        for (int i = 0; i < 6; i++) {
+                ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
+                ck_assert_int_eq(np_open(big, p[i][0], 10 + (uint64_t)i, &ds[i]), 0);
+        }
+        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.m), 3); /* state, fits, d1 */
+        parked_start(&w1, fits, d1, NP_READ);
+        parked_start(&wb, big, ds[5], NP_READ);
+        await_parked(fits, 1);
+        await_parked(big, 1);
+        x.kind = SIGKILL;
+        restart_managed(&x);
+        ck_assert_int_eq(pthread_join(wb.th, NULL), 0);
+        ck_assert_int_eq(wb.result, NP_ERR_CLOSING);
+        ck_assert_int_eq(np_ping(big), -ECONNRESET);
+        ck_assert_int_eq(write(p1[1], "x", 1), 1);
+        ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
+        ck_assert_int_eq(w1.result, NP_OK);
+        ck_assert_int_eq(np_unblock(fits, d1), 0);
+        ck_assert_int_eq(np_close(fits, d1), 0);
+        np_disconnect(fits);
+        np_disconnect(big);
+        close(p1[0]);
+        close(p1[1]);
+        for (int i = 0; i < 6; i++) {
+                close(p[i][0]);
+                close(p[i][1]);
+        }
+        managed_stop(&x);
+}
+END_TEST
+
 Suite *suite_resume(void)
 {
         Suite *s = suite_create("resume");
@@ -475,5 +532,6 @@ Suite *suite_resume(void)
         tcase_add_test(tc, test_resume_fd_store_keeps_no_version_1_connection);
         tcase_add_test(tc, test_resume_call_in_flight_across_kill9_is_answered_once);
         tcase_add_test(tc, test_resume_gone_and_half_connected_clients);
+        tcase_add_test(tc, test_resume_store_full_ends_that_connection_at_a_restart);
         return s;
 }

@@ -568,6 +568,21 @@ static uint64_t sd_query(const char *cmd)
         return strtoull(line, NULL, 10);
 }
 
+/* A systemctl command; tried again (3 times in all) when it fails: a busy
+ * PID 1 can drop a client's connection (systemctl then says "Transport
+ * endpoint is not connected"). */
+static int sd_run(const char *cmd)
+{
+        int r = -1;
+
+        for (int i = 0; i < 3 && r != 0; i++) {
+                if (i)
+                        fault_say("%s failed (%d); again", cmd, r);
+                r = system(cmd);
+        }
+        return r;
+}
+
 static pid_t sd_main_pid(void)
 {
         return (pid_t)sd_query("systemctl show -p MainPID --value " SD_UNIT);
@@ -778,7 +793,7 @@ static void restart_once(Service *s, np_client *mon, int kind, Restart *rs)
                 if (sd_socket) {
                         if (kind == KIND_RESTART) {
                                 pid_t old = s->pid;
-                                if (system("systemctl restart " SD_UNIT) != 0)
+                                if (sd_run("systemctl restart " SD_UNIT) != 0)
                                         fault_die("systemctl restart " SD_UNIT " failed");
                                 s->pid = sd_await_main(old);
                         } else {
@@ -977,6 +992,12 @@ int main(int argc, char **argv)
                 fault_die("FAULTS_RESTARTS must be at least 1");
         n_clients = fault_quick ? QUICK_CLIENTS : FULL_CLIENTS;
         per_client = fault_quick ? QUICK_DESCS : FULL_DESCS;
+        if (getenv("FAULTS_CLIENTS")) /* to size a run by hand */
+                n_clients = atoi(getenv("FAULTS_CLIENTS"));
+        if (getenv("FAULTS_DESCS"))
+                per_client = atoi(getenv("FAULTS_DESCS"));
+        if (n_clients < 1 || per_client < MIN_DESCS)
+                fault_die("FAULTS_CLIENTS must be at least 1 and FAULTS_DESCS at least %d", MIN_DESCS);
 
         /* This process holds both ends of each pipe and, in the fake store,
          * a copy of each of the daemon's fds; the daemon holds one per
@@ -1051,6 +1072,20 @@ int main(int argc, char **argv)
                     "the daemon serves %" PRIu64 " connections and %" PRIu64
                     " descriptors, want %" PRIu64 " and %zu",
                     st.connections, st.descriptors, conns, n_descs);
+
+        /* Under a real systemd, PID 1 compares each fd stored with every
+         * one already there (it drops duplicates): thousands take it many
+         * seconds, during which it may not even answer systemctl.  Wait
+         * until it holds them all, and say how long that took. */
+        if (sd_socket) {
+                size_t want = 1 + (size_t)conns + n_descs, have = 0;
+                int64_t t0 = test_now(), give_up = t0 + 120 * NSEC_PER_SEC_F;
+                while ((have = sd_store_count()) < want && test_now() < give_up)
+                        fault_sleep_ms(200);
+                fault_say("systemd's fd store took %.1f s to hold %zu of %zu fds", (test_now() - t0) / 1e9,
+                          have, want);
+                fault_check(have == want, "systemd's fd store holds %zu fds, want %zu", have, want);
+        }
 
         /* The load. */
         for (size_t i = 0; i < n_descs; i++)
@@ -1142,7 +1177,7 @@ int main(int argc, char **argv)
         atomic_store(&phase, PHASE_STOP);
         int status = 0;
         if (sd_socket) {
-                if (system("systemctl stop " SD_UNIT) != 0)
+                if (sd_run("systemctl stop " SD_UNIT) != 0)
                         fault_die("systemctl stop " SD_UNIT " failed");
                 svc.pid = 0;
                 fault_check(sd_store_count() == 0, "the store holds %zu fds after systemctl stop",
