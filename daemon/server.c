@@ -556,7 +556,9 @@ const char *server_verify(const Server *s)
 void server_done(Server *s)
 {
         notify_stopping(&s->notify);
-        if (s->handover) {
+        /* (An upgrade asked for but never run, as when a fuzzer feeds an
+         * OP_UPGRADE without the loop, is no handover: everything ends.) */
+        if (s->handover && !s->upgrading) {
                 /* Nothing ends: exiting closes this process's copies, and
                  * the fd store keeps every connection and descriptor. */
                 log_info("handing over %u connections to the next instance", s->n_sessions);
