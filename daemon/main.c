@@ -217,6 +217,11 @@ int main(int argc, char **argv)
                  srv.listen_owned ? cfg.socket_path : "the socket passed by systemd");
         r = server_run(&srv);
         server_done(&srv);
+        /* A handover ends nothing: the process goes at once, its copies of
+         * every fd closed by the kernel, the fd store keeping them (and
+         * nothing is freed one by one, which a leak checker would report). */
+        if (srv.handover && !srv.upgrading)
+                _exit(r < 0 ? 1 : 0);
         config_done(&cfg);
         return r < 0 ? 1 : 0;
 }
