@@ -8,13 +8,16 @@
 #                                 build/deb/, built from a clean copy of the tree,
 #                                 lintian-checked
 #
-# check-systemd needs root and ../shared/tools/systemd-box (SYSTEMD_BOX=); where the
+# check-systemd needs root and systemd-box (SYSTEMD_BOX=, see below); where the
 # machine cannot boot the box it says why and succeeds (SYSTEMD_BOX_REQUIRED=1 makes
 # that a failure).  The box's root is built once (about a minute) into
 # build/systemd-box/root.  tests/systemd/README.md has the details.
 
 PKG         ?= install
-SYSTEMD_BOX ?= $(abspath ../shared/tools/systemd-box)
+# Beside the checkout, as in the workplace; else where this machine keeps it
+# (a clone elsewhere, as CI makes one, still finds it).
+SYSTEMD_BOX ?= $(firstword $(wildcard $(abspath ../shared/tools/systemd-box) \
+                   /work/shared/tools/systemd-box) $(abspath ../shared/tools/systemd-box))
 DEB_OUT     ?= $(abspath $(B))/deb
 
 .PHONY: check-systemd deb
