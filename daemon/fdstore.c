@@ -22,7 +22,6 @@
 #include <systemd/sd-daemon.h>
 
 #include "../common/cleanup.h"
-#include "../common/clock.h"
 #include "log.h"
 
 #define STATE_NAME "state"
@@ -106,7 +105,6 @@ static int notify_send(FdStore *st, const char *msg, int fd)
         } ctl = { 0 };
         struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        int64_t t0 = now_ns();
         int r = 0;
 
         if (st->notify_fd < 0)
@@ -122,8 +120,6 @@ static int notify_send(FdStore *st, const char *msg, int fd)
         }
         if (r == 0 && sendmsg(st->notify_fd, &mh, MSG_NOSIGNAL) < 0)
                 r = errno == EAGAIN ? -ETIMEDOUT : -errno;
-        st->notify_ns += (uint64_t)(now_ns() - t0);
-        st->notifies++;
         return r;
 }
 

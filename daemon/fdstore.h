@@ -54,8 +54,6 @@ typedef struct FdStore {
         size_t name_bytes; /* their names and separators, for LISTEN_FDNAMES */
         uint64_t instance; /* 1 for a fresh start, +1 at every restart */
         uint64_t last_connection_id; /* the highest id the previous instances gave */
-        uint64_t notify_ns; /* time spent telling systemd, for pollctl status */
-        uint64_t notifies;
 } FdStore;
 
 /* A fd handed over by the previous instance, sorted out by name. */
