@@ -53,8 +53,9 @@ typedef struct NpRequest NpRequest;
 /*
  * What the modules above the core call upwards, filled in by server.c (the
  * one place that wires the daemon together): sessions and the listener
- * report to the introspection module through these, never by name, so
- * that every dependency in daemon/ points one way (tools/include-graph).
+ * report to the introspection module through these, and the listener hands
+ * new connections on, never by name, so that every dependency in daemon/
+ * points one way (tools/include-graph).
  */
 typedef struct EnvHooks {
         /* A watch event (OP_WATCH subscribers): kind a Netpoll__V1__WatchKind. */
@@ -65,6 +66,10 @@ typedef struct EnvHooks {
         void (*session_ending)(Session *sess);
         /* A descriptor slot is freed: listings under way move past it. */
         void (*desc_freed)(Server *s, const PollSlot *slot);
+        /* The listener accepted and admitted a connection: serve it at
+         * index (from env_index_alloc).  Consumes fd, also on failure.
+         * 0 or -errno (the listener logs it). */
+        int (*connection_accepted)(Server *s, int fd, uint32_t index);
 } EnvHooks;
 
 struct Server {

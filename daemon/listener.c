@@ -24,7 +24,6 @@
 #include "codec.h"
 #include "log.h"
 #include "env.h"
-#include "session.h"
 #include "token.h"
 
 static int errf(char *err, size_t errlen, int r, const char *fmt, const char *a)
@@ -325,11 +324,11 @@ static int listener_admit(Server *s, int fd)
         return 0;
 }
 
-/* Takes ownership of an accepted connection fd. */
-static void listener_add_session(Server *s, int fd)
+/* Takes ownership of an accepted connection fd: refuses it, or hands it to
+ * the daemon (EnvHooks.connection_accepted) under a free index. */
+static void listener_add_connection(Server *s, int fd)
 {
         uint32_t index;
-        Session *sess;
         int r;
 
         r = listener_admit(s, fd);
@@ -342,18 +341,12 @@ static void listener_add_session(Server *s, int fd)
                 listener_refuse(s, fd, r);
                 return;
         }
-        r = session_new(s, fd, index, &sess);
+        r = s->hooks->connection_accepted(s, fd, index);
         if (r < 0) {
                 log_warning("cannot set up a connection: %s", strerror(-r));
                 return;
         }
-        env_join(s, sess, index);
         s->stats.accepted++;
-        int64_t due = sess->connected_ns + s->config->handshake_timeout_ns;
-        if (due < s->handshake_due)
-                s->handshake_due = due;
-        if (s->n_watchers)
-                s->hooks->watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
 }
 
 /* Out of fds with no reserve to spend: stop polling the listener (a
@@ -389,7 +382,7 @@ void listener_accept(Server *s)
         for (int i = 0; i < 64; i++) {
                 int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (fd >= 0) {
-                        listener_add_session(s, fd);
+                        listener_add_connection(s, fd);
                         continue;
                 }
                 if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)

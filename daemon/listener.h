@@ -18,15 +18,13 @@ typedef struct Server Server;
 /* Sets s->listen_fd.  Returns 0 or -errno with a message in err. */
 int listener_open(Server *s, char *err, size_t errlen);
 
-/* Grows the connection table to at least need entries.  0 or -ENOMEM. */
-int env_sessions_grow(Server *s, uint32_t need);
-
 /* Closes the listener and removes the socket file if this process created
  * it and it is still the same file. */
 void listener_close(Server *s);
 
-/* Accepts the pending connections, up to a batch per call, and serves or
- * refuses each one.  The loop calls it when the listener is readable. */
+/* Accepts the pending connections, up to a batch per call, and refuses
+ * each one or hands it to s->hooks->connection_accepted (the listener knows
+ * nothing of sessions).  The loop calls it when the listener is readable. */
 void listener_accept(Server *s);
 
 /* Polls the listener again after it was paused for want of fds, once an

@@ -94,12 +94,32 @@ static void server_closer_wake(void *arg)
         poller_wake(&s->poller);
 }
 
-/* How the modules above the core reach the introspection module. */
+/* A connection the listener accepted and admitted becomes a session
+ * (EnvHooks.connection_accepted).  Consumes fd.  0 or -errno. */
+static int server_connection_accepted(Server *s, int fd, uint32_t index)
+{
+        Session *sess;
+        int r = session_new(s, fd, index, &sess);
+
+        if (r < 0)
+                return r;
+        env_join(s, sess, index);
+        int64_t due = sess->connected_ns + s->config->handshake_timeout_ns;
+        if (due < s->handshake_due)
+                s->handshake_due = due;
+        if (s->n_watchers)
+                admin_watch(s, NETPOLL__V1__WATCH_KIND__WATCH_CONNECT, sess, 0, 0);
+        return 0;
+}
+
+/* How the modules above the core reach the introspection module, and the
+ * listener the sessions. */
 static const EnvHooks hooks = {
         .watch = admin_watch,
         .admin_request = admin_handle,
         .session_ending = admin_session_ending,
         .desc_freed = admin_descs_forget,
+        .connection_accepted = server_connection_accepted,
 };
 
 int server_init(Server *s, Config *config, const ConfigSource *source)

@@ -1345,3 +1345,69 @@ void fakesm_store_clear(FakeSM *m)
                 stored_drop(m, m->n_store - 1);
         pthread_mutex_unlock(&m->lock);
 }
+
+int fakesm_netpolld_new(FakeSMNetpolld *ret, const char *name, unsigned store_max,
+                        bool background)
+{
+        FakeSMNetpolld d = { .listen_fd = -1 };
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        int r;
+
+        if (!ret || !name ||
+            (size_t)snprintf(d.dir, sizeof(d.dir), "/tmp/%s-XXXXXX", name) >= sizeof(d.dir))
+                return -EINVAL;
+        if (!mkdtemp(d.dir))
+                return -errno;
+        snprintf(d.sock, sizeof(d.sock), "%s/np.sock", d.dir);
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", d.sock);
+        d.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (d.listen_fd < 0 || bind(d.listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            listen(d.listen_fd, SOMAXCONN) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = fakesm_new(&d.m, store_max);
+        if (r < 0)
+                goto fail;
+        if (background) {
+                r = fakesm_background(d.m, true);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = d;
+        return 0;
+fail:
+        fakesm_netpolld_free(&d, 0);
+        return r;
+}
+
+int fakesm_netpolld_spawn(FakeSMNetpolld *d, char *const argv[], int timeout_ms)
+{
+        static const char *const names[] = { "netpolld.socket" };
+
+        if (!d || !d->m || d->listen_fd < 0)
+                return -EINVAL;
+        pid_t pid = fakesm_spawn(d->m, argv, &d->listen_fd, names, 1);
+        if (pid < 0)
+                return (int)pid;
+        d->pid = pid;
+        return fakesm_wait_ready(d->m, timeout_ms);
+}
+
+void fakesm_netpolld_free(FakeSMNetpolld *d, int sig)
+{
+        if (d->pid > 0 && d->m && sig) {
+                kill(d->pid, sig);
+                (void)fakesm_reap_main(d->m, 10000, NULL);
+        }
+        d->pid = 0;
+        d->m = fakesm_free(d->m);
+        if (d->listen_fd >= 0) {
+                close(d->listen_fd);
+                d->listen_fd = -1;
+                unlink(d->sock);
+        }
+        if (d->dir[0])
+                rmdir(d->dir);
+        d->dir[0] = '\0';
+}

@@ -249,3 +249,51 @@ int fakesm_store_add(FakeSM *m, int fd, const char *name, bool do_poll);
  * FileDescriptorStorePreserve= (which 252 does not have): closes and
  * forgets every stored fd. */
 void fakesm_store_clear(FakeSM *m);
+
+/*
+ * netpolld as the shipped units run it (netpolld.socket, netpolld.service
+ * with --fd-store), under the fake: the tests, benchmarks and fault
+ * programs that restart it share this set-up.  The listening socket (AF_UNIX
+ * SOCK_SEQPACKET, backlog SOMAXCONN as systemd's Backlog= default) is
+ * bound here at dir/np.sock and passed to every instance as the socket
+ * unit's, named "netpolld.socket"; dir is a new directory under /tmp where
+ * the caller may put files of its own (a config, a log) before the first
+ * spawn.
+ */
+typedef struct FakeSMNetpolld {
+        FakeSM *m;
+        char dir[64];   /* /tmp/<name>-XXXXXX */
+        char sock[108]; /* dir/np.sock */
+        int listen_fd;  /* bound to sock and listening; -1 when none */
+        pid_t pid;      /* the main process fakesm_netpolld_spawn started, 0 none */
+} FakeSMNetpolld;
+
+/*
+ * Makes the directory (/tmp/<name>-XXXXXX), the listening socket and a fake
+ * service manager whose store holds store_max fds, with its background
+ * reader on when background (fakesm_background).  Spawns nothing: the
+ * caller writes what the daemon's command line names, then calls
+ * fakesm_netpolld_spawn.  0 with *ret filled in, or -errno (*ret untouched,
+ * nothing left behind).
+ */
+int fakesm_netpolld_new(FakeSMNetpolld *ret, const char *name, unsigned store_max,
+                        bool background);
+
+/*
+ * Starts argv (the daemon and its arguments: --fd-store, --socket, ...)
+ * with the listening socket as "netpolld.socket" (fakesm_spawn) and waits up
+ * to timeout_ms for its READY=1 (fakesm_wait_ready).  d->pid is the new
+ * main pid once spawned, also when it then never gets ready.  0 or -errno
+ * (from fakesm_spawn: d->pid untouched; or -ETIMEDOUT, -ESRCH).
+ */
+int fakesm_netpolld_spawn(FakeSMNetpolld *d, char *const argv[], int timeout_ms);
+
+/*
+ * Ends what fakesm_netpolld_new set up: sends sig to the main process and
+ * reaps it (up to 10 s; sig 0: leaves it alone, for a caller that ended it
+ * itself: it dies with the thread that spawned it anyway), frees the fake, closes the listening
+ * socket and removes its file and the directory (which stays if the caller
+ * left files in it).  Accepts a d never set up, or already freed (m NULL,
+ * listen_fd -1).
+ */
+void fakesm_netpolld_free(FakeSMNetpolld *d, int sig);

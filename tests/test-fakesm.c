@@ -25,6 +25,8 @@
 #include "helpers.h"
 
 #include "fakesm.h"
+#include "netpoll.h"
+#include "test-daemon.h"
 
 #define MS INT64_C(1000000)
 
@@ -993,6 +995,39 @@ START_TEST(test_fakesm_background_reader_keeps_a_chatty_service_running)
 }
 END_TEST
 
+/* The set-up the restart tests share: the daemon serves on the socket
+ * bound here, and free leaves no process, fd or file behind. */
+START_TEST(test_fakesm_netpolld_serves_on_the_passed_socket_and_cleans_up)
+{
+        FakeSMNetpolld d;
+        np_client *c;
+        struct stat st;
+        char dir[sizeof(d.dir)], too_long[sizeof(d.dir)];
+
+        memset(too_long, 'n', sizeof(too_long) - 1);
+        too_long[sizeof(too_long) - 1] = '\0';
+        ck_assert_int_eq(fakesm_netpolld_new(&d, too_long, 16, false), -EINVAL);
+        ck_assert_int_eq(fakesm_netpolld_new(&d, "np-fakesm", 16, false), 0);
+        snprintf(dir, sizeof(dir), "%s", d.dir);
+        char *const argv[] = { (char *)test_daemon_bin(), (char *)"--fd-store=16",
+                               (char *)"--socket", d.sock, (char *)"--log-level",
+                               (char *)"warning", NULL };
+        ck_assert_int_eq(fakesm_netpolld_spawn(&d, argv, 10000), 0);
+        ck_assert_int_gt(d.pid, 0);
+        ck_assert_int_eq(fakesm_state(d.m), FAKESM_RUNNING);
+        ck_assert_int_eq(np_connect(d.sock, &c), 0);
+        ck_assert_int_eq(np_ping(c), 0);
+        np_disconnect(c);
+
+        fakesm_netpolld_free(&d, SIGTERM);
+        ck_assert_ptr_null(d.m);
+        ck_assert_int_eq(d.listen_fd, -1);
+        ck_assert_int_eq(d.pid, 0);
+        ck_assert_int_eq(stat(dir, &st), -1);
+        ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
 Suite *suite_fakesm(void)
 {
         Suite *s = suite_create("fakesm");
@@ -1026,5 +1061,6 @@ Suite *suite_fakesm(void)
         tcase_add_test(spawn, test_fakesm_wait_ready_times_out_never_early_and_sees_an_exit);
         tcase_add_test(spawn, test_fakesm_wait_ready_returns_on_ready);
         tcase_add_test(spawn, test_fakesm_background_reader_keeps_a_chatty_service_running);
+        tcase_add_test(spawn, test_fakesm_netpolld_serves_on_the_passed_socket_and_cleans_up);
         return s;
 }

@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,11 +218,8 @@ END_TEST
 /* The daemon as systemd runs it with the shipped unit: socket-activated,
  * --fd-store, under a (fake) service manager with an fd store. */
 typedef struct Managed {
-        FakeSM *m;
+        FakeSMNetpolld d;
         const char *store_arg; /* --fd-store=N (NULL: 16384) */
-        char dir[64], sock[108];
-        int listen_fd;
-        pid_t pid;
         int kind; /* how restart_managed restarts it: SIGKILL or SIGTERM */
 } Managed;
 
@@ -232,30 +227,16 @@ static void managed_spawn(Managed *x)
 {
         char *const argv[] = { (char *)test_daemon_bin(),
                                (char *)(x->store_arg ? x->store_arg : "--fd-store=16384"),
-                               (char *)"--socket", x->sock, (char *)"--log-level",
+                               (char *)"--socket", x->d.sock, (char *)"--log-level",
                                (char *)"warning", NULL };
-        const char *names[] = { "netpolld.socket" };
 
-        x->pid = fakesm_spawn(x->m, argv, &x->listen_fd, names, 1);
-        ck_assert_int_gt(x->pid, 0);
-        ck_assert_int_eq(fakesm_wait_ready(x->m, 10000), 0);
+        ck_assert_int_eq(fakesm_netpolld_spawn(&x->d, argv, 10000), 0);
 }
 
 static void managed_start_with(Managed *x, const char *store_arg)
 {
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
-
-        *x = (Managed){ .listen_fd = -1, .store_arg = store_arg };
-        snprintf(x->dir, sizeof(x->dir), "/tmp/np-resume-XXXXXX");
-        ck_assert_ptr_nonnull(mkdtemp(x->dir));
-        snprintf(x->sock, sizeof(x->sock), "%s/np.sock", x->dir);
-        snprintf(a.sun_path, sizeof(a.sun_path), "%s", x->sock);
-        x->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        ck_assert_int_ge(x->listen_fd, 0);
-        ck_assert_int_eq(bind(x->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-        ck_assert_int_eq(listen(x->listen_fd, 128), 0);
-        ck_assert_int_eq(fakesm_new(&x->m, 16384), 0);
-        fakesm_set_output(x->m, -1, -1);
+        *x = (Managed){ .store_arg = store_arg };
+        ck_assert_int_eq(fakesm_netpolld_new(&x->d, "np-resume", 16384, false), 0);
         managed_spawn(x);
 }
 
@@ -271,8 +252,8 @@ static void restart_managed(void *arg)
         Managed *x = arg;
         int status;
 
-        ck_assert_int_eq(kill(x->pid, x->kind), 0);
-        ck_assert_int_eq(fakesm_reap_main(x->m, 10000, &status), 0);
+        ck_assert_int_eq(kill(x->d.pid, x->kind), 0);
+        ck_assert_int_eq(fakesm_reap_main(x->d.m, 10000, &status), 0);
         if (x->kind == SIGTERM)
                 ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         else
@@ -282,14 +263,7 @@ static void restart_managed(void *arg)
 
 static void managed_stop(Managed *x)
 {
-        if (x->pid > 0) {
-                kill(x->pid, SIGTERM);
-                (void)fakesm_reap_main(x->m, 10000, NULL);
-        }
-        x->m = fakesm_free(x->m);
-        close(x->listen_fd);
-        unlink(x->sock);
-        rmdir(x->dir);
+        fakesm_netpolld_free(&x->d, SIGTERM);
 }
 
 START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
@@ -299,23 +273,23 @@ START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
         struct np_status st;
 
         managed_start(&x);
-        ck_assert_int_eq(np_connect(x.sock, &c), 0);
-        ck_assert_int_eq(np_connect(x.sock, &admin), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &c), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &admin), 0);
         ck_assert_int_eq(np_status(admin, &st), 0);
         ck_assert(st.fd_store);
         ck_assert_uint_eq(st.instance, 1);
         /* state + two connections */
-        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.m), 3);
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
 
         x.kind = SIGKILL;
         scenario(c, admin, restart_managed, &x, 2);
         x.kind = SIGTERM;
         scenario(c, admin, restart_managed, &x, 3);
         /* Every descriptor closed: only the state and the connections. */
-        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.m), 3);
-        ck_assert_int_ge(fakesm_store_fd(x.m, "state"), 0);
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
+        ck_assert_int_ge(fakesm_store_fd(x.d.m, "state"), 0);
 
         /* systemctl stop: the process exits, systemd empties the store;
          * a parked wait ends as on a lame-duck stop. */
@@ -326,10 +300,10 @@ START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
         ck_assert_int_eq(np_open(c, p[0], 9, &d), 0);
         parked_start(&w, c, d, NP_READ);
         await_parked(c, 1);
-        ck_assert_int_eq(kill(x.pid, SIGTERM), 0);
-        ck_assert_int_eq(fakesm_reap_main(x.m, 10000, NULL), 0);
-        x.pid = 0;
-        fakesm_store_clear(x.m);
+        ck_assert_int_eq(kill(x.d.pid, SIGTERM), 0);
+        ck_assert_int_eq(fakesm_reap_main(x.d.m, 10000, NULL), 0);
+        x.d.pid = 0;
+        fakesm_store_clear(x.d.m);
         ck_assert_int_eq(pthread_join(w.th, NULL), 0);
         ck_assert_int_eq(w.result, NP_ERR_CLOSING);
         ck_assert_int_eq(np_ping(c), -ECONNRESET);
@@ -349,15 +323,15 @@ START_TEST(test_resume_fd_store_keeps_no_version_1_connection)
         Netpoll__V1__ServerMessage *m;
 
         managed_start(&x);
-        int fd = test_raw_connect(x.sock);
+        int fd = test_raw_connect(x.d.sock);
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(raw_send_hello(fd, 1, NULL, 0), 0);
         ck_assert_int_eq(raw_recv(fd, 5000, &m), 1);
         ck_assert_ptr_nonnull(m->welcome);
         ck_assert_uint_eq(m->welcome->version, 1);
         netpoll__v1__server_message__free_unpacked(m, NULL);
-        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.m), 1); /* the state alone */
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 1); /* the state alone */
         x.kind = SIGKILL;
         restart_managed(&x);
         /* The connection ended with the old process: end of file, or a
@@ -397,10 +371,10 @@ START_TEST(test_resume_call_in_flight_across_kill9_is_answered_once)
         Unblocker u;
 
         managed_start(&x);
-        ck_assert_int_eq(np_connect(x.sock, &c), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &c), 0);
         ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
         ck_assert_int_eq(np_open(c, p[0], 1, &d), 0);
-        ck_assert_int_eq(kill(x.pid, SIGSTOP), 0);
+        ck_assert_int_eq(kill(x.d.pid, SIGSTOP), 0);
         u = (Unblocker){ .c = c, .d = d, .result = -1000 };
         ck_assert_int_eq(pthread_create(&u.th, NULL, unblock_run, &u), 0);
         usleep(100 * 1000); /* sent, unanswered */
@@ -428,11 +402,11 @@ START_TEST(test_resume_gone_and_half_connected_clients)
         Netpoll__V1__ServerMessage *m;
 
         managed_start(&x);
-        ck_assert_int_eq(np_connect(x.sock, &a), 0);
-        ck_assert_int_eq(np_connect(x.sock, &b), 0);
-        ck_assert_int_eq(np_connect(x.sock, &admin), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &a), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &b), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &admin), 0);
         uint64_t last = np_connection_id(admin);
-        int raw = test_raw_connect(x.sock);
+        int raw = test_raw_connect(x.d.sock);
         ck_assert_int_ge(raw, 0);
         for (int i = 0; i < 500; i++) { /* accepted, no hello yet */
                 ck_assert_int_eq(np_status(admin, &st), 0);
@@ -441,8 +415,8 @@ START_TEST(test_resume_gone_and_half_connected_clients)
                 usleep(10000);
         }
         ck_assert_uint_ge(st.accepted, 4);
-        ck_assert_int_eq(kill(x.pid, SIGKILL), 0);
-        ck_assert_int_eq(fakesm_reap_main(x.m, 10000, NULL), 0);
+        ck_assert_int_eq(kill(x.d.pid, SIGKILL), 0);
+        ck_assert_int_eq(fakesm_reap_main(x.d.m, 10000, NULL), 0);
         np_disconnect(b); /* gone before the next instance starts */
         managed_spawn(&x);
         ck_assert_int_eq(raw_send_hello(raw, NP_PROTOCOL_VERSION, NULL, 0), 0);
@@ -459,7 +433,7 @@ START_TEST(test_resume_gone_and_half_connected_clients)
         }
         ck_assert_uint_eq(st.connections, 3); /* a, admin, raw */
         ck_assert_uint_eq(st.instance, 2);
-        ck_assert_int_eq(np_connect(x.sock, &later), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &later), 0);
         ck_assert_uint_gt(np_connection_id(later), last);
         ck_assert_uint_gt(np_connection_id(later), raw_id);
         np_disconnect(later);
@@ -484,16 +458,16 @@ START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
         /* 8 fds: the state, two connections, one descriptor of `fits`, and
          * 4 of `big`'s 6. */
         managed_start_with(&x, "--fd-store=8");
-        ck_assert_int_eq(np_connect(x.sock, &fits), 0);
-        ck_assert_int_eq(np_connect(x.sock, &big), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &fits), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &big), 0);
         ck_assert_int_eq(pipe2(p1, O_CLOEXEC | O_NONBLOCK), 0);
         ck_assert_int_eq(np_open(fits, p1[0], 1, &d1), 0);
         for (int i = 0; i < 6; i++) {
                 ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
                 ck_assert_int_eq(np_open(big, p[i][0], 10 + (uint64_t)i, &ds[i]), 0);
         }
-        ck_assert_int_ge(fakesm_process(x.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.m), 3); /* state, fits, d1 */
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3); /* state, fits, d1 */
         parked_start(&w1, fits, d1, NP_READ);
         parked_start(&wb, big, ds[5], NP_READ);
         await_parked(fits, 1);

@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,52 +24,22 @@
 
 #define SC "fdstore"
 
-typedef struct Stored {
-        FakeSM *m;
-        char dir[64], sock[108];
-        int listen_fd;
-        pid_t pid;
-} Stored;
-
-static void stored_start(Stored *x)
+static void stored_start(FakeSMNetpolld *x)
 {
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
         char log[256];
 
-        snprintf(x->dir, sizeof(x->dir), "/tmp/np-bench-fdstore-XXXXXX");
-        if (!mkdtemp(x->dir))
-                bench_die("mkdtemp: %s", strerror(errno));
-        snprintf(x->sock, sizeof(x->sock), "%s/np.sock", x->dir);
-        snprintf(a.sun_path, sizeof(a.sun_path), "%s", x->sock);
-        x->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (x->listen_fd < 0 || bind(x->listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-            listen(x->listen_fd, 128) < 0)
-                bench_die("listen: %s", strerror(errno));
-        bench_check(fakesm_new(&x->m, 16384), "fakesm_new");
-        bench_check(fakesm_background(x->m, true), "fakesm_background");
+        bench_check(fakesm_netpolld_new(x, "np-bench-fdstore", 16384, true),
+                    "fakesm_netpolld_new");
         snprintf(log, sizeof(log), "%s/netpolld-fdstore.log", bench_opt.out);
         int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         fakesm_set_output(x->m, -1, lfd);
         char *const argv[] = { (char *)bench_opt.daemon, (char *)"--fd-store=16384",
                                (char *)"--socket", x->sock, (char *)"--log-level",
                                (char *)"warning", NULL };
-        const char *names[] = { "netpolld.socket" };
-        x->pid = fakesm_spawn(x->m, argv, &x->listen_fd, names, 1);
+        int r = fakesm_netpolld_spawn(x, argv, 10000);
         if (lfd >= 0)
                 close(lfd);
-        if (x->pid < 0)
-                bench_die("fakesm_spawn: %s", strerror((int)-x->pid));
-        bench_check(fakesm_wait_ready(x->m, 10000), "the daemon's READY=1");
-}
-
-static void stored_stop(Stored *x)
-{
-        kill(x->pid, SIGTERM);
-        (void)fakesm_reap_main(x->m, 10000, NULL);
-        x->m = fakesm_free(x->m);
-        close(x->listen_fd);
-        unlink(x->sock);
-        rmdir(x->dir);
+        bench_check(r, "starting the daemon under fakesm (fakesm_spawn, its READY=1)");
 }
 
 /* One round: n pipes opened, then closed, each call timed. */
@@ -98,7 +66,7 @@ int main(int argc, char **argv)
         Samples so = { 0 }, sc = { 0 }, po = { 0 }, pc = { 0 };
         int pipes[256][2];
         BenchDaemon plain;
-        Stored st;
+        FakeSMNetpolld st;
         np_client *cp, *cs;
 
         bench_init(argc, argv, "bench-fdstore");
@@ -140,7 +108,7 @@ int main(int argc, char **argv)
         np_disconnect(cp);
         np_disconnect(cs);
         bench_daemon_stop(&plain);
-        stored_stop(&st);
+        fakesm_netpolld_free(&st, SIGTERM);
         for (size_t i = 0; i < n; i++) {
                 close(pipes[i][0]);
                 close(pipes[i][1]);

@@ -80,9 +80,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -541,12 +539,11 @@ static void *churn_main(void *arg)
 /* ---- the daemon under the fake service manager ---- */
 
 typedef struct Service {
-        FakeSM *m;
-        char dir[64], sock[108], unused[108], conf[128], log[128];
-        int listen_fd, log_fd;
+        FakeSMNetpolld d; /* d.sock: systemd's socket under FAULTS_SYSTEMD_SOCKET */
+        char unused[108], conf[128], log[128];
+        int log_fd;
         char *argv[12];
         char store_arg[32];
-        pid_t pid;
         uint64_t instance;
 } Service;
 
@@ -613,8 +610,8 @@ static size_t store_count(Service *s)
 {
         if (sd_socket)
                 return sd_store_count();
-        (void)fakesm_process(s->m, 0);
-        return fakesm_store_count(s->m);
+        (void)fakesm_process(s->d.m, 0);
+        return fakesm_store_count(s->d.m);
 }
 
 static void service_cleanup(Service *s);
@@ -645,18 +642,15 @@ static void show_log_tail(const Service *s)
 
 static void service_spawn(Service *s)
 {
-        static const char *const names[] = { "netpolld.socket" };
-
         if (sd_socket) { /* systemd starts it, on the first connect or a restart */
-                s->pid = sd_await_main(s->pid);
+                s->d.pid = sd_await_main(s->d.pid);
                 return;
         }
 
-        pid_t pid = fakesm_spawn(s->m, s->argv, &s->listen_fd, names, 1);
-        if (pid < 0)
-                fault_die("fakesm_spawn: %s", strerror((int)-pid));
-        s->pid = pid;
-        int r = fakesm_wait_ready(s->m, BACK_WITHIN_MS);
+        pid_t old = s->d.pid;
+        int r = fakesm_netpolld_spawn(&s->d, s->argv, BACK_WITHIN_MS);
+        if (r < 0 && s->d.pid == old)
+                fault_die("fakesm_spawn: %s", strerror(-r));
         if (r < 0) {
                 show_log_tail(s);
                 fault_die("the daemon did not say READY=1: %s", strerror(-r));
@@ -665,23 +659,21 @@ static void service_spawn(Service *s)
 
 static void service_setup(Service *s, unsigned store_max)
 {
-        struct sockaddr_un addr = { .sun_family = AF_UNIX };
-
         if (sd_socket) {
-                snprintf(s->sock, sizeof(s->sock), "%s", sd_socket);
-                s->listen_fd = s->log_fd = -1;
+                s->d = (FakeSMNetpolld){ .listen_fd = -1 };
+                snprintf(s->d.sock, sizeof(s->d.sock), "%s", sd_socket);
+                s->log_fd = -1;
                 if (sd_query("systemctl is-active -q " SD_UNIT " && echo 1"))
-                        s->pid = sd_main_pid();
+                        s->d.pid = sd_main_pid();
                 return;
         }
 
-        snprintf(s->dir, sizeof(s->dir), "/tmp/netpolld-storm.XXXXXX");
-        if (!mkdtemp(s->dir))
-                fault_die("mkdtemp: %s", strerror(errno));
-        snprintf(s->sock, sizeof(s->sock), "%s/np.sock", s->dir);
-        snprintf(s->unused, sizeof(s->unused), "%s/unused.sock", s->dir);
-        snprintf(s->conf, sizeof(s->conf), "%s/netpolld.conf", s->dir);
-        snprintf(s->log, sizeof(s->log), "%s/netpolld.log", s->dir);
+        int r = fakesm_netpolld_new(&s->d, "netpolld-storm", store_max, true);
+        if (r < 0)
+                fault_die("setting up the socket and the service manager: %s", strerror(-r));
+        snprintf(s->unused, sizeof(s->unused), "%s/unused.sock", s->d.dir);
+        snprintf(s->conf, sizeof(s->conf), "%s/netpolld.conf", s->d.dir);
+        snprintf(s->log, sizeof(s->log), "%s/netpolld.log", s->d.dir);
 
         /* Every descriptor and connection is one uid's (root's). */
         FILE *f = fopen(s->conf, "we");
@@ -690,20 +682,7 @@ static void service_setup(Service *s, unsigned store_max)
         s->log_fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (s->log_fd < 0)
                 fault_die("%s: %s", s->log, strerror(errno));
-
-        s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", s->sock);
-        if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-            listen(s->listen_fd, 4096) < 0)
-                fault_die("listening on %s: %s", s->sock, strerror(errno));
-
-        int r = fakesm_new(&s->m, store_max);
-        if (r < 0)
-                fault_die("fakesm_new: %s", strerror(-r));
-        r = fakesm_background(s->m, true);
-        if (r < 0)
-                fault_die("fakesm_background: %s", strerror(-r));
-        fakesm_set_output(s->m, s->log_fd, s->log_fd);
+        fakesm_set_output(s->d.m, s->log_fd, s->log_fd);
 
         snprintf(s->store_arg, sizeof(s->store_arg), "--fd-store=%u", store_max);
         int i = 0;
@@ -727,25 +706,22 @@ static void service_cleanup(Service *s)
         the_service = NULL;
         if (sd_socket)
                 return; /* the service stays systemd's */
-        if (s->pid > 0) {
-                kill(s->pid, SIGKILL);
-                (void)fakesm_reap_main(s->m, 5000, NULL);
-                s->pid = 0;
+        if (s->d.pid > 0) {
+                kill(s->d.pid, SIGKILL);
+                (void)fakesm_reap_main(s->d.m, 5000, NULL);
+                s->d.pid = 0;
         }
-        s->m = fakesm_free(s->m);
-        close(s->listen_fd);
         close(s->log_fd);
         if (getenv("FAULTS_VERBOSE"))
                 show_log_tail(s);
-        unlink(s->sock);
         unlink(s->unused);
         if (getenv("FAULTS_KEEP")) {
                 fault_say("the daemon's log stays in %s", s->log);
-                return;
+        } else {
+                unlink(s->conf);
+                unlink(s->log);
         }
-        unlink(s->conf);
-        unlink(s->log);
-        rmdir(s->dir);
+        fakesm_netpolld_free(&s->d, 0); /* the directory stays if the log does */
 }
 
 /* Asks until the daemon says it is instance `want`, having resumed what
@@ -785,30 +761,30 @@ static void restart_once(Service *s, np_client *mon, int kind, Restart *rs)
         atomic_fetch_add(&cur_restart, 1);
         switch (kind) {
         case KIND_UPGRADE:
-                if (kill(s->pid, SIGUSR2) < 0)
+                if (kill(s->d.pid, SIGUSR2) < 0)
                         fault_die("kill SIGUSR2: %s", strerror(errno));
                 break;
         case KIND_RESTART:
         case KIND_KILL:
                 if (sd_socket) {
                         if (kind == KIND_RESTART) {
-                                pid_t old = s->pid;
+                                pid_t old = s->d.pid;
                                 if (sd_run("systemctl restart " SD_UNIT) != 0)
                                         fault_die("systemctl restart " SD_UNIT " failed");
-                                s->pid = sd_await_main(old);
+                                s->d.pid = sd_await_main(old);
                         } else {
-                                if (kill(s->pid, SIGKILL) < 0)
-                                        fault_die("kill -9 %d: %s", (int)s->pid, strerror(errno));
-                                s->pid = sd_await_main(s->pid); /* Restart=on-failure */
+                                if (kill(s->d.pid, SIGKILL) < 0)
+                                        fault_die("kill -9 %d: %s", (int)s->d.pid, strerror(errno));
+                                s->d.pid = sd_await_main(s->d.pid); /* Restart=on-failure */
                         }
                         break;
                 }
-                if (kill(s->pid, kind == KIND_KILL ? SIGKILL : SIGTERM) < 0)
+                if (kill(s->d.pid, kind == KIND_KILL ? SIGKILL : SIGTERM) < 0)
                         fault_die("kill: %s", strerror(errno));
-                r = fakesm_reap_main(s->m, BACK_WITHIN_MS, &status);
+                r = fakesm_reap_main(s->d.m, BACK_WITHIN_MS, &status);
                 if (r < 0)
                         fault_die("the daemon did not exit: %s", strerror(-r));
-                s->pid = 0;
+                s->d.pid = 0;
                 if (kind == KIND_RESTART)
                         fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                                     "a handover stop exited with status %#x, want 0", status);
@@ -844,8 +820,8 @@ static void restart_once(Service *s, np_client *mon, int kind, Restart *rs)
                     kind_names[kind], st.instance, st.resumed_connections, st.resumed_descriptors,
                     conns, held, CHURN_DESCS);
         if (kind == KIND_UPGRADE)
-                fault_check(st.pid == (uint32_t)s->pid, "the upgrade changed the pid (%u, was %d)",
-                            st.pid, (int)s->pid);
+                fault_check(st.pid == (uint32_t)s->d.pid, "the upgrade changed the pid (%u, was %d)",
+                            st.pid, (int)s->d.pid);
 }
 
 /* Bytes written more than BOUND_NS ago and never woken: lost (each once). */
@@ -1022,13 +998,13 @@ int main(int argc, char **argv)
                 fault_die("out of memory");
 
         service_setup(&svc, store_max);
-        sock_path = svc.sock;
+        sock_path = svc.d.sock;
         if (!sd_socket)
                 service_spawn(&svc);
         svc.instance = 1;
-        fault_must(fault_connect(svc.sock, &mon), "connect the admin connection");
-        if (sd_socket && !svc.pid)
-                svc.pid = sd_await_main(0); /* activated by that connect */
+        fault_must(fault_connect(svc.d.sock, &mon), "connect the admin connection");
+        if (sd_socket && !svc.d.pid)
+                svc.d.pid = sd_await_main(0); /* activated by that connect */
         fault_must(np_status(mon, &st), "np_status");
         if (!fault_check(st.fd_store && st.instance == 1 && st.resumed_connections == 0,
                          "a fresh daemon with --fd-store says fd_store %d, instance %" PRIu64
@@ -1043,7 +1019,7 @@ int main(int argc, char **argv)
                 Client *cl = &clients[i];
                 cl->idx = i;
                 cl->descs = &descs[(size_t)i * (size_t)per_client];
-                fault_must(fault_connect(svc.sock, &cl->c), "np_connect");
+                fault_must(fault_connect(svc.d.sock, &cl->c), "np_connect");
                 for (int k = 0; k < per_client; k++) {
                         Desc *d = &cl->descs[k];
                         int p[2];
@@ -1062,12 +1038,12 @@ int main(int argc, char **argv)
         }
         uint64_t conns = (uint64_t)n_clients + 1;
         fault_must(np_status(mon, &st), "np_status");
-        int dfds = fd_count_of(svc.pid);
+        int dfds = fd_count_of(svc.d.pid);
         int base_fds = dfds - (int)conns - (int)n_descs;
         fault_say("%d clients of %d descriptors (%d parked, %d parked against deadlines, %d "
                   "armed), %d restarts of each kind; daemon pid %d: %d fds, %d without them",
                   n_clients, per_client, n_wait, n_deadline, per_client - n_wait - n_deadline,
-                  n_restarts, (int)svc.pid, dfds, base_fds);
+                  n_restarts, (int)svc.d.pid, dfds, base_fds);
         fault_check(st.connections == conns && st.descriptors == n_descs,
                     "the daemon serves %" PRIu64 " connections and %" PRIu64
                     " descriptors, want %" PRIu64 " and %zu",
@@ -1140,7 +1116,7 @@ int main(int argc, char **argv)
         size_t store_n;
         for (;;) {
                 store_n = store_count(&svc);
-                dfds = fd_count_of(svc.pid);
+                dfds = fd_count_of(svc.d.pid);
                 int r = np_status(mon, &st);
                 if (r < 0)
                         fault_die("np_status: %s", np_strerror(r));
@@ -1164,7 +1140,7 @@ int main(int argc, char **argv)
                     want_store, conns, n_descs);
         FakeSMStats sms = { 0 };
         if (!sd_socket)
-                fakesm_stats(svc.m, &sms);
+                fakesm_stats(svc.d.m, &sms);
         fault_check(sms.ignored == 0 && sms.refused == 0 && sms.bad_names == 0 &&
                             sms.bad_removes == 0 && sms.stray_fds == 0 && sms.dedups == 0,
                     "the fake store saw %u ignored messages, %u refused fds, %u bad names, %u bad "
@@ -1179,19 +1155,19 @@ int main(int argc, char **argv)
         if (sd_socket) {
                 if (sd_run("systemctl stop " SD_UNIT) != 0)
                         fault_die("systemctl stop " SD_UNIT " failed");
-                svc.pid = 0;
+                svc.d.pid = 0;
                 fault_check(sd_store_count() == 0, "the store holds %zu fds after systemctl stop",
                             sd_store_count());
         } else {
-                kill(svc.pid, SIGTERM);
-                int r = fakesm_reap_main(svc.m, BACK_WITHIN_MS, &status);
+                kill(svc.d.pid, SIGTERM);
+                int r = fakesm_reap_main(svc.d.m, BACK_WITHIN_MS, &status);
                 if (r < 0)
                         fault_die("the daemon did not exit on SIGTERM: %s", strerror(-r));
-                svc.pid = 0;
+                svc.d.pid = 0;
                 fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                             "the final stop exited with status %#x, want 0", status);
-                fakesm_store_clear(svc.m);
-                fault_check(fakesm_store_count(svc.m) == 0, "the store is not empty after clearing");
+                fakesm_store_clear(svc.d.m);
+                fault_check(fakesm_store_count(svc.d.m) == 0, "the store is not empty after clearing");
         }
         int64_t stop_at = test_now();
         for (size_t i = 0; i < n_descs; i++)

@@ -316,7 +316,7 @@ static void fzs_listen(void)
 }
 
 /* A new connection at index conn: connect, accept, then what
- * listener_add_session does (minus the admission checks). */
+ * listener_add_connection does (minus the admission checks). */
 static Session *fzs_connect(unsigned conn)
 {
         Server *srv = &fzs.srv;
@@ -454,7 +454,7 @@ static void fzs_run(const uint8_t *data, size_t size)
         r = server_init(srv, &fzs.config, &source);
         fuzz_check(r == 0, "server_init: %s", strerror(-r));
         fzs_listen();
-        /* The connection table listener_add_session would grow. */
+        /* The connection table listener_add_connection would grow. */
         srv->sessions_cap = 16;
         srv->sessions = calloc(srv->sessions_cap, sizeof(*srv->sessions));
         srv->session_gens = malloc(srv->sessions_cap * sizeof(*srv->session_gens));
