@@ -1,8 +1,6 @@
 /*
- * The fd store and the state memfd beside it (fdstore.h).  Every call that
- * talks to systemd is one sd_notify datagram: FDNAME= names every fd of a
- * message, and every fd needs a name of its own to be removed alone, so
- * fds cannot share a message.
+ * The fd store's records and the handover (fdstore.h).  The datagrams to
+ * the service manager are fdnotify's; the chunks of fds, fdcarrier's.
  */
 #include "fdstore.h"
 
@@ -14,12 +12,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <stddef.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
+
+#include "fdcarrier.h"
+#include "fdnotify.h"
 
 #include "../common/cleanup.h"
 #include "log.h"
@@ -61,129 +59,6 @@ void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len
         snprintf(buf, len, "%c%" PRIx32 ".%" PRIx32, kind, index, gen);
 }
 
-/*
- * One datagram to the service manager, on a socket kept connected to
- * NOTIFY_SOCKET: sd_pid_notify_with_fds() makes, connects and closes a
- * socket per call, three system calls that would double what every
- * np_open and np_close costs here.  The kernel adds our credentials (the
- * manager sets SO_PASSCRED).  A manager that does not read for a second
- * fails the call: the open it was for fails, rather than the loop waiting.
- */
-static int notify_connect(FdStore *st)
-{
-        const char *path = getenv("NOTIFY_SOCKET");
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = 1 };
-
-        if (!path || !*path)
-                return -ENOTCONN;
-        size_t len = strlen(path);
-        if ((path[0] != '/' && path[0] != '@') || len >= sizeof(a.sun_path))
-                return -EINVAL;
-        memcpy(a.sun_path, path, len);
-        if (path[0] == '@')
-                a.sun_path[0] = '\0';
-        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, (struct sockaddr *)&a,
-                    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
-                int r = -errno;
-                safe_close(fd);
-                return r;
-        }
-        st->notify_fd = fd;
-        return 0;
-}
-
-static int notify_send(FdStore *st, const char *msg, int fd)
-{
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } ctl = { 0 };
-        struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        int r = 0;
-
-        if (st->notify_fd < 0)
-                r = notify_connect(st);
-        if (r == 0 && fd >= 0) {
-                mh.msg_control = ctl.buf;
-                mh.msg_controllen = sizeof(ctl.buf);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        }
-        if (r == 0 && sendmsg(st->notify_fd, &mh, MSG_NOSIGNAL) < 0)
-                r = errno == EAGAIN ? -ETIMEDOUT : -errno;
-        return r;
-}
-
-static int notify_store(FdStore *st, const char *name, int fd)
-{
-        char msg[96];
-
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
-        return notify_send(st, msg, fd);
-}
-
-static void notify_remove(FdStore *st, const char *name)
-{
-        char msg[96];
-
-        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-        int r = notify_send(st, msg, -1);
-        if (r < 0) /* the fd stays in the store; the next instance drops it */
-                log_warning("fd store: cannot remove %s: %s", name, strerror(-r));
-}
-
-/* Accounts for a name in the store; -ENOSPC past the unit's limit or the
- * names' budget. */
-static int reserve(FdStore *st, const char *name)
-{
-        size_t bytes = strlen(name) + 1;
-
-        if ((st->max && st->stored >= st->max) || st->name_bytes + bytes > FDSTORE_NAMES_BUDGET)
-                return -ENOSPC;
-        st->stored++;
-        st->name_bytes += bytes;
-        return 0;
-}
-
-static void unreserve(FdStore *st, const char *name)
-{
-        size_t bytes = strlen(name) + 1;
-
-        if (st->stored)
-                st->stored--;
-        st->name_bytes = st->name_bytes > bytes ? st->name_bytes - bytes : 0;
-}
-
-static int store(FdStore *st, const char *name, int fd)
-{
-        if (!st->systemd)
-                return 0;
-        int r = reserve(st, name);
-        if (r < 0)
-                return r;
-        r = notify_store(st, name, fd);
-        if (r < 0)
-                unreserve(st, name);
-        return r;
-}
-
-static void unstore(FdStore *st, const char *name)
-{
-        if (!st->systemd)
-                return;
-        unreserve(st, name);
-        notify_remove(st, name);
-}
-
 static int map_state(FdStore *st)
 {
         void *p = mmap(NULL, STATE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, st->state_fd, 0);
@@ -195,10 +70,17 @@ static int map_state(FdStore *st)
         return 0;
 }
 
+static void fdstore_init_empty(FdStore *st, bool systemd, uint32_t max)
+{
+        *st = (FdStore){ .systemd = systemd, .state_fd = -1, .instance = 1 };
+        fdnotify_init(&st->notify, systemd, max);
+        carrier_set_init(&st->conns, 'C');
+        carrier_set_init(&st->descs, 'D');
+}
+
 int fdstore_init(FdStore *st, bool systemd, uint32_t max)
 {
-        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = -1, .notify_fd = -1,
-                         .instance = 1 };
+        fdstore_init_empty(st, systemd, max);
         /* Sparse: only the pages of slots in use take memory. */
         st->state_fd = memfd_create("netpolld-state", MFD_CLOEXEC);
         if (st->state_fd < 0)
@@ -210,7 +92,7 @@ int fdstore_init(FdStore *st, bool systemd, uint32_t max)
                 return r;
         memcpy(header(st)->magic, STATE_MAGIC, 8);
         header(st)->instance = 1;
-        return store(st, STATE_NAME, st->state_fd);
+        return fdnotify_store(&st->notify, STATE_NAME, st->state_fd, 0);
 }
 
 static bool is_listener(int fd)
@@ -297,47 +179,153 @@ static int read_manifest(int mfd, int **ret_fds, char ***ret_names, size_t *ret_
         return 0;
 }
 
+/* The fds passed and their names: an in-place upgrade's manifest, or
+ * systemd's LISTEN_FDS (then every name is in the store). */
+static int passed_fds(bool systemd, int **ret_fds, char ***ret_names, size_t *ret_n,
+                      bool *ret_from_store)
+{
+        const char *m = getenv(MANIFEST_ENV);
+        int r;
+
+        *ret_fds = NULL;
+        *ret_names = NULL;
+        *ret_n = 0;
+        *ret_from_store = false;
+        if (m) {
+                int mfd = atoi(m);
+                unsetenv(MANIFEST_ENV);
+                r = read_manifest(mfd, ret_fds, ret_names, ret_n);
+                safe_close(mfd);
+                if (r < 0)
+                        return r;
+        } else if (systemd) {
+                r = sd_listen_fds_with_names(1, ret_names);
+                if (r < 0)
+                        return r;
+                *ret_n = (size_t)r;
+                *ret_fds = calloc(*ret_n ? *ret_n : 1, sizeof(int));
+                if (!*ret_fds)
+                        return -ENOMEM;
+                for (size_t i = 0; i < *ret_n; i++)
+                        (*ret_fds)[i] = SD_LISTEN_FDS_START + (int)i;
+                *ret_from_store = true;
+        }
+        for (size_t i = 0; i < *ret_n; i++) /* inheritable for the exec, or as passed */
+                (void)fcntl((*ret_fds)[i], F_SETFD, FD_CLOEXEC);
+        return 0;
+}
+
+static int push(void *arr, size_t size, size_t *n, size_t *cap, const void *item)
+{
+        void **a = arr;
+
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 64;
+                void *p = realloc(*a, c * size);
+                if (!p)
+                        return -ENOMEM;
+                *a = p;
+                *cap = c;
+        }
+        memcpy((char *)*a + *n * size, item, size);
+        (*n)++;
+        return 0;
+}
+
+static int by_slot(const void *a, const void *b)
+{
+        const StoredFd *x = a, *y = b;
+
+        if (x->kind != y->kind)
+                return x->kind < y->kind ? -1 : 1;
+        if (x->index != y->index)
+                return x->index < y->index ? -1 : 1;
+        return x->gen < y->gen ? -1 : x->gen > y->gen;
+}
+
+static int by_carrier(const void *a, const void *b)
+{
+        const StoredFd *x = a, *y = b;
+
+        if (x->kind != y->kind)
+                return x->kind < y->kind ? -1 : 1;
+        if (x->index != y->index)
+                return x->index < y->index ? -1 : 1;
+        return x->gen > y->gen ? -1 : x->gen < y->gen; /* newest first */
+}
+
+/* The newest carrier of each chunk becomes ours, and what it holds comes
+ * out (an older one is stale: a restart came between storing a new one
+ * and removing it); the names of stale ones go once we are done. */
+static int unpack(FdStore *st, StoredFd *carriers, size_t nc, StoredFd **out, size_t *n,
+                  size_t *cap, FdStoreHanded **handed, size_t *nh, size_t *hcap)
+{
+        int r = 0;
+
+        qsort(carriers, nc, sizeof(*carriers), by_carrier);
+        for (size_t i = 0; i < nc; i++) {
+                StoredFd *c = &carriers[i];
+                CarrierSet *cs = c->kind == 'C' ? &st->conns : &st->descs;
+                CarrierEntry *e = NULL;
+                int *fds = NULL;
+                size_t m = 0;
+                uint32_t msgs = 0;
+                bool stale = i > 0 && c->kind == carriers[i - 1].kind &&
+                             c->index == carriers[i - 1].index;
+                int q = stale ? -EEXIST : carrier_peek(c->fd, &e, &fds, &m, &msgs);
+                if (q == 0)
+                        q = carrier_set_adopt(cs, c->index, c->gen, c->fd, msgs);
+                if (q < 0) {
+                        FdStoreHanded h = { .kind = (char)c->kind, .chunk = c->index };
+                        snprintf(h.name, sizeof(h.name), "%s", c->name);
+                        if (q != -EEXIST) /* that chunk is lost; the others are not */
+                                log_error("fd store: cannot take carrier %s: %s", c->name,
+                                          strerror(-q));
+                        (void)carrier_set_seen(cs, c->index, c->gen);
+                        if (r == 0)
+                                r = push(handed, sizeof(h), nh, hcap, &h);
+                        safe_close(c->fd);
+                }
+                c->fd = -1;
+                for (size_t j = 0; j < m; j++) {
+                        StoredFd sf = { .fd = fds[j], .index = e[j].index, .gen = e[j].gen,
+                                        .kind = c->kind == 'C' ? STORED_CONN : STORED_DESC };
+                        fdstore_name((char)sf.kind, sf.index, sf.gen, sf.name, sizeof(sf.name));
+                        if (sf.index / CARRIER_SLOTS != c->index) { /* not this chunk's */
+                                safe_close(sf.fd);
+                                continue;
+                        }
+                        if (r == 0)
+                                r = push(out, sizeof(**out), n, cap, &sf);
+                        if (r < 0)
+                                safe_close(sf.fd);
+                }
+                free(e);
+                free(fds);
+        }
+        return r;
+}
+
 int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_t *ret_n,
                   int *ret_listen)
 {
         int *fds = NULL;
         char **names = NULL;
-        size_t n = 0;
-        int r;
+        StoredFd *out = NULL, *carriers = NULL;
+        FdStoreHanded *handed = NULL;
+        size_t n = 0, k = 0, cap = 0, nc = 0, ccap = 0, nh = 0, hcap = 0;
+        bool from_store;
+        int state = -1, r;
 
         *ret = NULL;
         *ret_n = 0;
         *ret_listen = -1;
-        const char *m = getenv(MANIFEST_ENV);
-        if (m) {
-                int mfd = atoi(m);
-                unsetenv(MANIFEST_ENV);
-                r = read_manifest(mfd, &fds, &names, &n);
-                safe_close(mfd);
-                if (r < 0)
-                        return r;
-                for (size_t i = 0; i < n; i++) /* they were made inheritable for the exec */
-                        (void)fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-        } else if (systemd) {
-                r = sd_listen_fds_with_names(1, &names);
-                if (r < 0)
-                        return r;
-                n = (size_t)r;
-                fds = calloc(n ? n : 1, sizeof(*fds));
-                if (!fds)
-                        return -ENOMEM;
-                for (size_t i = 0; i < n; i++) {
-                        fds[i] = SD_LISTEN_FDS_START + (int)i;
-                        (void)fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-                }
-        }
-
-        StoredFd *out = calloc(n ? n : 1, sizeof(*out));
-        int state = -1;
-        size_t k = 0;
-        r = out ? 0 : -ENOMEM;
+        r = passed_fds(systemd, &fds, &names, &n, &from_store);
         for (size_t i = 0; i < n; i++) {
                 const char *name = names && names[i] ? names[i] : "";
+                StoredFd sf = { .fd = fds[i] };
+                FdStoreHanded h = { .chunk = UINT32_MAX };
+                char ck;
                 if (r == 0 && state < 0 && strcmp(name, STATE_NAME) == 0) {
                         state = fds[i];
                         continue;
@@ -346,56 +334,93 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
                         *ret_listen = fds[i];
                         continue;
                 }
-                if (r < 0) {
-                        safe_close(fds[i]);
+                snprintf(sf.name, sizeof(sf.name), "%s", name);
+                snprintf(h.name, sizeof(h.name), "%s", name);
+                if ((ck = carrier_parse_name(name, &sf.index, &sf.gen))) {
+                        /* in the store whichever way it came */
+                        sf.kind = (StoredKind)ck;
+                        if (r == 0)
+                                r = push(&carriers, sizeof(sf), &nc, &ccap, &sf);
+                        if (r < 0)
+                                safe_close(sf.fd);
                         continue;
                 }
-                StoredFd *s = &out[k++];
-                *s = (StoredFd){ .fd = fds[i] };
-                s->kind = parse_name(name, &s->index, &s->gen);
-                snprintf(s->name, sizeof(s->name), "%s", name);
+                sf.kind = parse_name(name, &sf.index, &sf.gen);
+                if (sf.kind != STORED_OTHER) { /* one fd per name: an older instance's */
+                        h.kind = (char)(sf.kind - 'a' + 'A');
+                        h.chunk = sf.index / CARRIER_SLOTS;
+                }
+                if (r == 0)
+                        r = push(&out, sizeof(sf), &k, &cap, &sf);
+                if (r == 0 && from_store)
+                        r = push(&handed, sizeof(h), &nh, &hcap, &h);
+                if (r < 0)
+                        safe_close(sf.fd);
         }
         for (size_t i = 0; names && i < n; i++)
                 free(names[i]);
         free(names);
         free(fds);
-        if (r < 0) {
-                free(out);
-                safe_close(state);
-                return r;
-        }
 
-        *st = (FdStore){ .systemd = systemd, .max = max, .state_fd = state, .notify_fd = -1 };
-        if (state >= 0 && map_state(st) == 0 && memcmp(header(st)->magic, STATE_MAGIC, 8) == 0) {
+        fdstore_init_empty(st, systemd, max);
+        st->state_fd = state;
+        bool ok = r == 0 && state >= 0 && map_state(st) == 0 &&
+                  memcmp(header(st)->magic, STATE_MAGIC, 8) == 0;
+        if (ok) {
                 st->instance = ++header(st)->instance;
                 st->last_connection_id = header(st)->last_connection_id;
-                if (systemd) { /* what the store holds now: the state and every fd passed */
-                        st->stored = 1;
-                        st->name_bytes = sizeof(STATE_NAME);
-                        for (size_t i = 0; i < k; i++) {
-                                st->stored++;
-                                st->name_bytes += strlen(out[i].name) + 1;
-                        }
-                }
-        } else {
+                if (systemd)
+                        fdnotify_count(&st->notify, STATE_NAME);
+                r = unpack(st, carriers, nc, &out, &k, &cap, &handed, &nh, &hcap);
+        } else if (r == 0) {
                 if (state >= 0)
                         log_warning("fd store: the state passed is not netpolld's; starting afresh");
                 if (st->map)
                         munmap(st->map, st->map_len);
-                safe_close(state);
+                st->map = NULL;
+                st->state_fd = safe_close(st->state_fd);
+                fdstore_done(st);
                 r = fdstore_init(st, systemd, max);
-                if (r < 0) {
-                        for (size_t i = 0; i < k; i++)
-                                safe_close(out[i].fd);
-                        free(out);
-                        return r;
-                }
                 /* Nothing can be rebuilt without records. */
                 for (size_t i = 0; i < k; i++)
                         out[i].kind = STORED_OTHER;
         }
+        for (size_t i = 0; i < nc; i++) /* those not taken */
+                safe_close(carriers[i].fd);
+        free(carriers);
+        /* What the store holds now. */
+        for (size_t i = 0; systemd && i < nh; i++)
+                fdnotify_count(&st->notify, handed[i].name);
+        for (size_t k2 = 0; k2 < 2; k2++) {
+                const CarrierSet *cs = k2 ? &st->descs : &st->conns;
+                for (size_t i = 0; i < cs->slots / CARRIER_SLOTS; i++) {
+                        char name[32];
+                        if (cs->chunks[i].fd < 0)
+                                continue;
+                        carrier_name(cs->kind, (uint32_t)i, cs->chunks[i].gen, name, sizeof(name));
+                        fdnotify_count(&st->notify, name);
+                }
+        }
+        st->handed = handed;
+        st->n_handed = nh;
+        if (r < 0) {
+                for (size_t i = 0; i < k; i++)
+                        safe_close(out[i].fd);
+                free(out);
+                return r;
+        }
+        /* One fd per slot generation: a message sent twice is not two. */
+        qsort(out, k, sizeof(*out), by_slot);
+        size_t w = 0;
+        for (size_t i = 0; i < k; i++) {
+                if (w > 0 && out[i].kind != STORED_OTHER && by_slot(&out[w - 1], &out[i]) == 0) {
+                        safe_close(out[i].fd);
+                        continue;
+                }
+                out[w++] = out[i];
+        }
         *ret = out;
-        *ret_n = k;
+        *ret_n = w;
         return 0;
 }
 
@@ -405,14 +430,17 @@ void fdstore_done(FdStore *st)
                 munmap(st->map, st->map_len);
         st->map = NULL;
         st->state_fd = safe_close(st->state_fd);
-        st->notify_fd = safe_close(st->notify_fd);
+        fdnotify_done(&st->notify);
+        carrier_set_done(&st->conns);
+        carrier_set_done(&st->descs);
+        free(st->handed);
+        st->handed = NULL;
+        st->n_handed = 0;
 }
 
 int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uint32_t version,
                      const char *name, int fd)
 {
-        char n[32];
-
         if (!st->map)
                 return 0;
         if (index >= FDSTORE_CONN_MAX)
@@ -425,8 +453,7 @@ int fdstore_conn_add(FdStore *st, uint32_t index, uint32_t gen, uint64_t id, uin
         c->id = id;
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->gen = gen;
-        fdstore_name(STORED_CONN, index, gen, n, sizeof(n));
-        int r = store(st, n, fd);
+        int r = carrier_set_put(&st->conns, &st->notify, index, gen, fd);
         if (r < 0)
                 c->gen = 0;
         return r;
@@ -444,20 +471,15 @@ void fdstore_conn_greeted(FdStore *st, uint32_t index, uint32_t gen, uint32_t ve
 
 void fdstore_conn_remove(FdStore *st, uint32_t index, uint32_t gen)
 {
-        char n[32];
-
         if (!st->map || index >= FDSTORE_CONN_MAX || conn_at(st, index)->gen != gen)
                 return;
         conn_at(st, index)->gen = 0;
-        fdstore_name(STORED_CONN, index, gen, n, sizeof(n));
-        unstore(st, n);
+        carrier_set_drop(&st->conns, index, gen);
 }
 
 int fdstore_desc_add(FdStore *st, uint32_t index, uint32_t gen, uint32_t conn_index,
                      uint32_t conn_gen, uint64_t user, uint64_t open_req, int fd)
 {
-        char n[32];
-
         if (!st->map)
                 return 0;
         if (index >= FDSTORE_DESC_MAX)
@@ -466,8 +488,7 @@ int fdstore_desc_add(FdStore *st, uint32_t index, uint32_t gen, uint32_t conn_in
         *d = (FdStoreDesc){ .conn_index = conn_index, .conn_gen = conn_gen, .user = user,
                             .open_req = open_req };
         d->gen = gen;
-        fdstore_name(STORED_DESC, index, gen, n, sizeof(n));
-        int r = store(st, n, fd);
+        int r = carrier_set_put(&st->descs, &st->notify, index, gen, fd);
         if (r < 0)
                 d->gen = 0;
         return r;
@@ -475,13 +496,10 @@ int fdstore_desc_add(FdStore *st, uint32_t index, uint32_t gen, uint32_t conn_in
 
 void fdstore_desc_remove(FdStore *st, uint32_t index, uint32_t gen)
 {
-        char n[32];
-
         if (!st->map || index >= FDSTORE_DESC_MAX || desc_at(st, index)->gen != gen)
                 return;
         desc_at(st, index)->gen = 0;
-        fdstore_name(STORED_DESC, index, gen, n, sizeof(n));
-        unstore(st, n);
+        carrier_set_drop(&st->descs, index, gen);
 }
 
 const FdStoreConn *fdstore_conn_record(const FdStore *st, uint32_t index, uint32_t gen)
@@ -498,9 +516,56 @@ const FdStoreDesc *fdstore_desc_record(const FdStore *st, uint32_t index, uint32
         return desc_at(st, index);
 }
 
-void fdstore_forget(FdStore *st, const char *name)
+void fdstore_keep(FdStore *st, StoredKind kind, uint32_t index, uint32_t gen, int fd)
 {
-        unstore(st, name);
+        if (carrier_set_keep(kind == STORED_CONN ? &st->conns : &st->descs, index, gen, fd) < 0)
+                log_warning("fd store: out of memory; %c%" PRIx32 ".%" PRIx32
+                            " will not survive a restart",
+                            (char)kind, index, gen);
+}
+
+/* The previous instance's names for one chunk (or, chunk UINT32_MAX, all
+ * that are left but those of chunks whose carrier could not be renewed). */
+static void remove_handed(void *userdata, char kind, uint32_t chunk)
+{
+        FdStore *st = userdata;
+
+        for (size_t i = 0; i < st->n_handed; i++) {
+                FdStoreHanded *h = &st->handed[i];
+                if (!h->name[0] || h->kind != kind || h->chunk != chunk)
+                        continue;
+                fdnotify_remove(&st->notify, h->name);
+                h->name[0] = '\0';
+        }
+}
+
+void fdstore_resume_done(FdStore *st)
+{
+        if (st->notify.on) {
+                carrier_set_resume(&st->conns, &st->notify, remove_handed, st);
+                carrier_set_resume(&st->descs, &st->notify, remove_handed, st);
+                for (size_t i = 0; i < st->n_handed; i++) {
+                        FdStoreHanded *h = &st->handed[i];
+                        const CarrierSet *cs = h->kind == 'C' ? &st->conns : &st->descs;
+                        if (h->name[0] && (!h->kind || h->chunk >= cs->slots / CARRIER_SLOTS))
+                                fdnotify_remove(&st->notify, h->name);
+                }
+        }
+        free(st->handed);
+        st->handed = NULL;
+        st->n_handed = 0;
+}
+
+void fdstore_flush(FdStore *st)
+{
+        carrier_set_flush(&st->conns, &st->notify);
+        carrier_set_flush(&st->descs, &st->notify);
+}
+
+static void manifest_line(FILE *f, int fd, const char *name)
+{
+        fprintf(f, "%d %s\n", fd, name);
+        (void)fcntl(fd, F_SETFD, 0);
 }
 
 int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen_fd, char *env,
@@ -514,18 +579,24 @@ int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen
                 safe_close(mfd);
                 return -ENOMEM;
         }
-        if (st->state_fd >= 0) {
-                fprintf(f, "%d %s\n", st->state_fd, STATE_NAME);
-                (void)fcntl(st->state_fd, F_SETFD, 0);
-        }
-        if (listen_fd >= 0) {
-                fprintf(f, "%d listen\n", listen_fd);
-                (void)fcntl(listen_fd, F_SETFD, 0);
-        }
-        for (size_t i = 0; i < n; i++) {
-                fprintf(f, "%d %s\n", fds[i].fd, fds[i].name);
-                (void)fcntl(fds[i].fd, F_SETFD, 0);
-        }
+        if (st->state_fd >= 0)
+                manifest_line(f, st->state_fd, STATE_NAME);
+        if (listen_fd >= 0)
+                manifest_line(f, listen_fd, "listen");
+        /* With the fd store, the carriers hold every fd: they pass as they
+         * are, and the next instance reads them as after a restart. */
+        for (size_t i = 0; i < n && !st->notify.on; i++)
+                manifest_line(f, fds[i].fd, fds[i].name);
+        const CarrierSet *sets[] = { &st->conns, &st->descs };
+        for (size_t s = 0; s < 2; s++)
+                for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++) {
+                        const Carrier *ch = &sets[s]->chunks[k];
+                        char name[32];
+                        if (ch->fd < 0)
+                                continue;
+                        carrier_name(sets[s]->kind, (uint32_t)k, ch->gen, name, sizeof(name));
+                        manifest_line(f, ch->fd, name);
+                }
         if (fclose(f) != 0) {
                 safe_close(mfd);
                 return -EIO;

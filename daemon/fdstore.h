@@ -1,16 +1,17 @@
 /*
  * What outlives the process: every connection socket and every registered
- * fd, each kept under its own name in systemd's file descriptor store
- * (FDSTORE=1, FDNAME=, FDPOLL=0; FDSTOREREMOVE=1 when it goes), and beside
- * them a memfd, "state", holding one record per connection slot and one
- * per descriptor slot: what a new instance needs to rebuild them (ids,
- * names, users, the request that opened each descriptor).
+ * fd, kept in systemd's file descriptor store, 64 to a carrier (a stored
+ * socket pair with the fds in flight on it: fdcarrier.h), and beside them
+ * a memfd, "state", holding one record per connection slot and one per
+ * descriptor slot: what a new instance needs to rebuild them (ids, names,
+ * users, the request that opened each descriptor).
  *
  * Consistency at every instant, so that kill -9 anywhere loses nothing: a
  * record is written (shared memory: a killed process's stores stay) before
- * its fd is stored, and the fd is stored before the reply that hands its id
- * to the client leaves; a name carries its slot's generation, so a record
- * rewritten for a reused slot never pairs with the previous occupant's fd.
+ * its fd is sent to its carrier, and that happens before the reply that
+ * hands its id to the client leaves; a carrier's messages name each fd's
+ * slot generation, so a record rewritten for a reused slot never pairs
+ * with the previous occupant's fd; a fd whose record is gone is closed.
  *
  * Without systemd (or without --fd-store) the same records serve an
  * in-place upgrade (SIGUSR2, pollctl upgrade): the daemon re-executes
@@ -22,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fdcarrier.h"
+#include "fdnotify.h"
+
 #define FDSTORE_CONN_MAX (1u << 20)  /* connection slots with a record */
 #define FDSTORE_DESC_MAX (1u << 24)  /* descriptor slots (TOKEN_INDEX_MAX + 1) */
-/* LISTEN_FDNAMES is one environment string: execve(2) refuses one longer
- * than 32 pages (MAX_ARG_STRLEN).  Names are budgeted to stay below it. */
-#define FDSTORE_NAMES_BUDGET (120 * 1024)
 
 typedef struct FdStoreConn {
         uint32_t gen; /* the slot's generation when stored; 0: none */
@@ -43,15 +44,23 @@ typedef struct FdStoreDesc {
         uint64_t open_req; /* the OP_OPEN request's id, to answer its replay */
 } FdStoreDesc;
 
+/* A name the previous instance left in systemd's store, removed once
+ * this one has stored its own carrier for the same chunk. */
+typedef struct FdStoreHanded {
+        char kind; /* 'C', 'D' (chunk: a carrier or one fd of the chunk), 0 */
+        uint32_t chunk;
+        char name[32];
+} FdStoreHanded;
+
 typedef struct FdStore {
         bool systemd; /* stored fds go to systemd's fd store (--fd-store) */
-        uint32_t max; /* FileDescriptorStoreMax= of the unit, 0: no limit known */
         int state_fd; /* the records' memfd; -1: none (every call is a no-op) */
-        int notify_fd; /* connected to NOTIFY_SOCKET, made on first use */
         uint8_t *map;
         size_t map_len;
-        uint32_t stored; /* fds in systemd's store, "state" included */
-        size_t name_bytes; /* their names and separators, for LISTEN_FDNAMES */
+        FdNotify notify;
+        CarrierSet conns, descs;
+        FdStoreHanded *handed; /* until fdstore_resume_done() */
+        size_t n_handed;
         uint64_t instance; /* 1 for a fresh start, +1 at every restart */
         uint64_t last_connection_id; /* the highest id the previous instances gave */
 } FdStore;
@@ -106,15 +115,21 @@ void fdstore_desc_remove(FdStore *st, uint32_t index, uint32_t gen);
 const FdStoreConn *fdstore_conn_record(const FdStore *st, uint32_t index, uint32_t gen);
 const FdStoreDesc *fdstore_desc_record(const FdStore *st, uint32_t index, uint32_t gen);
 
-/* Tells systemd to drop a stored fd that the new instance did not take
- * back (its record is gone: a connection that ended mid-restart). */
-void fdstore_forget(FdStore *st, const char *name);
+/* A fd handed over and taken back (resumed): kept from now on. */
+void fdstore_keep(FdStore *st, StoredKind kind, uint32_t index, uint32_t gen, int fd);
+/* Once every fd handed over is resumed or closed: new carriers for what
+ * was kept, then the previous instance's names go. */
+void fdstore_resume_done(FdStore *st);
+/* Once per loop turn: the chunks that lost a fd get new carriers, which
+ * lets the files of closed fds go. */
+void fdstore_flush(FdStore *st);
 
 /* The name a connection ('c') or descriptor ('d') slot is stored under. */
 void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len);
 
 /* In-place upgrade: an environment entry naming a memfd that lists
  * "FD NAME" lines for the fds given (all made inheritable), the state
- * memfd's and the listener's included.  Returns 0 or -errno. */
+ * memfd's, the listener's and our carriers' included.  Returns 0 or
+ * -errno. */
 int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen_fd,
                           char *env, size_t envlen);

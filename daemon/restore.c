@@ -41,11 +41,9 @@ int server_adopt(Server *s)
         return 0;
 }
 
-static void drop(Server *s, StoredFd *sf, const char *why)
+static void drop(StoredFd *sf, const char *why)
 {
         log_debug("fd store: dropping %s (%s)", sf->name[0] ? sf->name : "an unnamed fd", why);
-        if (sf->kind != STORED_OTHER || sf->name[0])
-                fdstore_forget(&s->store, sf->name);
         sf->fd = safe_close(sf->fd);
 }
 
@@ -55,19 +53,20 @@ static void resume_conn(Server *s, StoredFd *sf)
         Session *sess;
 
         if (!rec || (rec->version && rec->version < NP_PROTOCOL_VERSION_RESUME)) {
-                drop(s, sf, "no record");
+                drop(sf, "no record");
                 return;
         }
         if (env_sessions_grow(s, sf->index + 1) < 0 || s->sessions[sf->index]) {
-                drop(s, sf, "no room");
+                drop(sf, "no room");
                 return;
         }
         s->session_gens[sf->index] = sf->gen;
         if (session_restore(s, sf, rec, &sess) < 0) {
                 s->session_gens[sf->index] += 2;
-                drop(s, sf, "cannot set it up");
+                drop(sf, "cannot set it up");
                 return;
         }
+        fdstore_keep(&s->store, STORED_CONN, sf->index, sf->gen, sf->fd);
         sf->fd = -1;
         env_join(s, sess, sf->index);
         s->resumed_connections++;
@@ -87,7 +86,7 @@ static void resume_desc(Server *s, StoredFd *sf)
             s->session_gens[rec->conn_index] == rec->conn_gen)
                 sess = s->sessions[rec->conn_index];
         if (!sess) {
-                drop(s, sf, "its connection is gone");
+                drop(sf, "its connection is gone");
                 return;
         }
         int r = session_restore_desc(sess, sf, rec);
@@ -98,6 +97,7 @@ static void resume_desc(Server *s, StoredFd *sf)
                 sf->fd = safe_close(sf->fd);
                 return;
         }
+        fdstore_keep(&s->store, STORED_DESC, sf->index, sf->gen, sf->fd);
         sf->fd = -1;
         s->resumed_descriptors++;
 }
@@ -113,7 +113,9 @@ void server_resume(Server *s)
                         resume_desc(s, &s->adopted[i]);
         for (size_t i = 0; i < s->n_adopted; i++)
                 if (s->adopted[i].fd >= 0)
-                        drop(s, &s->adopted[i], "not ours");
+                        drop(&s->adopted[i], "not ours");
+        /* Our own carriers before a connection can change anything. */
+        fdstore_resume_done(&s->store);
         pollcache_rebuild_free(&s->cache);
         if (s->store.last_connection_id > s->next_connection_id)
                 s->next_connection_id = s->store.last_connection_id;

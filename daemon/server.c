@@ -138,7 +138,7 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
                 .started_unix_ns = realtime_ns(),
                 .handshake_due = INT64_MAX,
                 .adopted_listen = -1,
-                .store = { .state_fd = -1, .notify_fd = -1 },
+                .store = { .state_fd = -1, .notify = { .fd = -1 } },
         };
         pollcache_init(&s->cache);
         timers_init(&s->timers);
@@ -516,6 +516,8 @@ int server_run(Server *s)
                 int timeout = server_housekeeping(s);
                 if (s->dead)
                         timeout = 0;
+                /* The files of fds closed this turn leave the fd store. */
+                fdstore_flush(&s->store);
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)
@@ -581,6 +583,7 @@ void server_done(Server *s)
         if (s->handover && !s->upgrading) {
                 /* Nothing ends: exiting closes this process's copies, and
                  * the fd store keeps every connection and descriptor. */
+                fdstore_flush(&s->store);
                 log_info("handing over %u connections to the next instance", s->n_sessions);
                 return;
         }

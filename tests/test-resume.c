@@ -278,15 +278,16 @@ START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
         ck_assert_int_eq(np_status(admin, &st), 0);
         ck_assert(st.fd_store);
         ck_assert_uint_eq(st.instance, 1);
-        /* state + two connections */
+        /* The state, and one carrier for both connections. */
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 2);
 
         x.kind = SIGKILL;
         scenario(c, admin, restart_managed, &x, 2);
         x.kind = SIGTERM;
         scenario(c, admin, restart_managed, &x, 3);
-        /* Every descriptor closed: only the state and the connections. */
+        /* Every descriptor closed: the state, the connections' carrier and
+         * the descriptors' (empty, kept for the next ones). */
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
         ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
         ck_assert_int_ge(fakesm_store_fd(x.d.m, "state"), 0);
@@ -331,7 +332,9 @@ START_TEST(test_resume_fd_store_keeps_no_version_1_connection)
         ck_assert_uint_eq(m->welcome->version, 1);
         netpoll__v1__server_message__free_unpacked(m, NULL);
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.d.m), 1); /* the state alone */
+        /* The state, and the carrier the connection was kept in until its
+         * hello said version 1. */
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 2);
         x.kind = SIGKILL;
         restart_managed(&x);
         /* The connection ended with the old process: end of file, or a
@@ -447,29 +450,46 @@ END_TEST
 /* A store that is full costs a connection its restarts, not its service:
  * its opens go on, and a restart ends it cleanly (a parked wait ends
  * closing) while a connection that fitted is resumed. */
+/* A pipe's writer sees EPIPE once no read end is left open anywhere: not
+ * in the client, not in the daemon, not in flight in the fd store. */
+static void await_epipe(int wfd)
+{
+        signal(SIGPIPE, SIG_IGN);
+        for (int i = 0; i < 500; i++) {
+                if (write(wfd, "x", 1) < 0) {
+                        ck_assert_int_eq(errno, EPIPE);
+                        return;
+                }
+                usleep(10000);
+        }
+        ck_abort_msg("a closed descriptor's file is still open after 5 s");
+}
+
+/* 8 fds: the state, the connections' carrier, the first 64 descriptor
+ * slots' carrier; descriptor slot 64 needs a new carrier, which does not
+ * fit (a new chunk leaves the store's last place free). */
 START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
 {
+        enum { BIG = 70 };
         Managed x;
         np_client *fits, *big;
-        np_desc d1, ds[6];
-        int p1[2], p[6][2];
+        np_desc d1, ds[BIG];
+        int p1[2], p[BIG][2];
         Parked w1, wb;
 
-        /* 8 fds: the state, two connections, one descriptor of `fits`, and
-         * 4 of `big`'s 6. */
-        managed_start_with(&x, "--fd-store=8");
+        managed_start_with(&x, "--fd-store=4");
         ck_assert_int_eq(np_connect(x.d.sock, &fits), 0);
         ck_assert_int_eq(np_connect(x.d.sock, &big), 0);
         ck_assert_int_eq(pipe2(p1, O_CLOEXEC | O_NONBLOCK), 0);
         ck_assert_int_eq(np_open(fits, p1[0], 1, &d1), 0);
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < BIG; i++) {
                 ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
                 ck_assert_int_eq(np_open(big, p[i][0], 10 + (uint64_t)i, &ds[i]), 0);
         }
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
-        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3); /* state, fits, d1 */
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
         parked_start(&w1, fits, d1, NP_READ);
-        parked_start(&wb, big, ds[5], NP_READ);
+        parked_start(&wb, big, ds[BIG - 1], NP_READ);
         await_parked(fits, 1);
         await_parked(big, 1);
         x.kind = SIGKILL;
@@ -480,14 +500,75 @@ START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
         ck_assert_int_eq(write(p1[1], "x", 1), 1);
         ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
         ck_assert_int_eq(w1.result, NP_OK);
+        /* big's descriptors left the carriers with it: their files go. */
+        for (int i = 0; i < BIG; i++)
+                close(p[i][0]);
+        for (int i = 0; i < BIG; i++) {
+                await_epipe(p[i][1]);
+                close(p[i][1]);
+        }
         ck_assert_int_eq(np_unblock(fits, d1), 0);
         ck_assert_int_eq(np_close(fits, d1), 0);
         np_disconnect(fits);
         np_disconnect(big);
         close(p1[0]);
         close(p1[1]);
-        for (int i = 0; i < 6; i++) {
+        managed_stop(&x);
+}
+END_TEST
+
+/* Hundreds of descriptors in a handful of store entries, all back after a
+ * kill -9; a descriptor closed gives its file up at once, before and after
+ * the restart. */
+START_TEST(test_resume_carriers_hold_many_fds_and_let_closed_ones_go)
+{
+        enum { N = 300 };
+        Managed x;
+        np_client *c;
+        np_desc ds[N];
+        int p[N][2];
+        struct np_session_stats ss;
+
+        managed_start(&x);
+        ck_assert_int_eq(np_connect(x.d.sock, &c), 0);
+        for (int i = 0; i < N; i++) {
+                ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
+                ck_assert_int_eq(np_open(c, p[i][0], (uint64_t)i, &ds[i]), 0);
+        }
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        /* the state, one connections' carrier, ceil(300 / 64) = 5 */
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 7);
+
+        /* Closed before the restart: the file goes. */
+        close(p[0][0]);
+        ck_assert_int_eq(np_unblock(c, ds[0]), 0);
+        ck_assert_int_eq(np_close(c, ds[0]), 0);
+        await_epipe(p[0][1]);
+
+        x.kind = SIGKILL;
+        restart_managed(&x);
+        ck_assert_int_eq(np_session_stats(c, &ss), 0);
+        ck_assert_uint_eq(ss.descriptors, N - 1);
+        /* Every one still works, through the new instance. */
+        for (int i = 1; i < N; i++) {
+                ck_assert_int_eq(write(p[i][1], "x", 1), 1);
+                ck_assert_int_eq(np_wait(c, ds[i], NP_READ), NP_OK);
+        }
+        /* Closed after it: the file goes too (the carriers were taken
+         * over, not copied). */
+        for (int i = 1; i < N; i += 7) {
                 close(p[i][0]);
+                p[i][0] = -1;
+                ck_assert_int_eq(np_unblock(c, ds[i]), 0);
+                ck_assert_int_eq(np_close(c, ds[i]), 0);
+                await_epipe(p[i][1]);
+        }
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 7);
+        np_disconnect(c);
+        for (int i = 0; i < N; i++) {
+                if (i > 0 && p[i][0] >= 0)
+                        close(p[i][0]);
                 close(p[i][1]);
         }
         managed_stop(&x);
@@ -507,5 +588,6 @@ Suite *suite_resume(void)
         tcase_add_test(tc, test_resume_call_in_flight_across_kill9_is_answered_once);
         tcase_add_test(tc, test_resume_gone_and_half_connected_clients);
         tcase_add_test(tc, test_resume_store_full_ends_that_connection_at_a_restart);
+        tcase_add_test(tc, test_resume_carriers_hold_many_fds_and_let_closed_ones_go);
         return s;
 }
