@@ -158,9 +158,18 @@ $(B)/libnetpoll.pc: client/libnetpoll.pc.in Makefile $(PATHS_STAMP)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
+# FileDescriptorStorePreserve= came with systemd 254 (252 does what it says
+# by default, and warns of a key it does not know): named where this
+# machine's systemd has it.
+SYSTEMD_VERSION := $(shell systemctl --version 2>/dev/null | awk 'NR == 1 { print $$2 + 0 }')
+UNIT_PRESERVE := $(strip $(if $(shell [ "$(SYSTEMD_VERSION)" -ge 254 ] 2>/dev/null && echo y),\
+    FileDescriptorStorePreserve=restart,\
+    \# FileDescriptorStorePreserve=restart (systemd 254 and later; older ones do that already)))
+UNIT_SED = -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@FDSTORE_PRESERVE@|$(UNIT_PRESERVE)|'
+
 $(B)/systemd/netpolld.service: systemd/netpolld.service.in Makefile $(PATHS_STAMP)
 	@mkdir -p $(@D)
-	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' $(UNIT_SED) $< > $@
 $(B)/systemd/netpolld.socket: systemd/netpolld.socket
 	@mkdir -p $(@D)
 	cp $< $@
@@ -238,7 +247,7 @@ V := $(B)/verify
 check-units: all
 	@mkdir -p $(V)/man/man5 $(V)/man/man8
 	cp man/netpolld.8 $(V)/man/man8/ && cp man/netpolld.conf.5 $(V)/man/man5/
-	sed -e 's|@SBINDIR@|$(abspath $(B))|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	sed -e 's|@SBINDIR@|$(abspath $(B))|g' $(UNIT_SED) \
 	    systemd/netpolld.service.in > $(V)/netpolld.service
 	cp systemd/netpolld.socket $(V)/netpolld.socket
 	cd $(V) && MANPATH=$(abspath $(V))/man systemd-analyze verify ./netpolld.service ./netpolld.socket
