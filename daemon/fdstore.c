@@ -262,7 +262,8 @@ static int unpack(FdStore *st, StoredFd *carriers, size_t nc, StoredFd **out, si
 {
         int r = 0;
 
-        qsort(carriers, nc, sizeof(*carriers), by_carrier);
+        if (nc > 1)
+                qsort(carriers, nc, sizeof(*carriers), by_carrier);
         for (size_t i = 0; i < nc; i++) {
                 StoredFd *c = &carriers[i];
                 CarrierSet *cs = c->kind == 'C' ? &st->conns : &st->descs;
@@ -410,7 +411,8 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
                 return r;
         }
         /* One fd per slot generation: a message sent twice is not two. */
-        qsort(out, k, sizeof(*out), by_slot);
+        if (k > 1)
+                qsort(out, k, sizeof(*out), by_slot);
         size_t w = 0;
         for (size_t i = 0; i < k; i++) {
                 if (w > 0 && out[i].kind != STORED_OTHER && by_slot(&out[w - 1], &out[i]) == 0) {
