@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,13 +50,20 @@ void fdleak_teardown(void)
         ck_assert_msg(delta == 0, "test leaked %d fd(s)", delta);
 }
 
-TCase *test_tcase(Suite *s, const char *name, double timeout)
+TCase *test_tcase_default_timeout(Suite *s, const char *name)
 {
         TCase *tc = tcase_create(name);
 
         tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, timeout);
         suite_add_tcase(s, tc);
+        return tc;
+}
+
+TCase *test_tcase(Suite *s, const char *name, double timeout)
+{
+        TCase *tc = test_tcase_default_timeout(s, name);
+
+        tcase_set_timeout(tc, timeout);
         return tc;
 }
 
@@ -446,4 +454,60 @@ void await_waiters(np_client *c, uint64_t n)
 void await_daemon_waiters(np_client *c, uint64_t n)
 {
         await_waits(c, n, true);
+}
+
+/* ---- restarts ---- */
+
+void await_instance(np_client *admin, uint64_t want, struct np_status *ret)
+{
+        struct np_status st = { 0 };
+
+        for (int i = 0; i < 1000; i++) {
+                if (np_status(admin, &st) == 0 && st.instance >= want) {
+                        if (ret)
+                                *ret = st;
+                        return;
+                }
+                usleep(10000);
+        }
+        ck_abort_msg("instance %llu, want %llu", (unsigned long long)st.instance,
+                     (unsigned long long)want);
+}
+
+/* ---- a client in a child process ---- */
+
+void test_client_child_start(TestClientChild *cc, const char *sock, const char *comm)
+{
+        int ready[2], hold[2];
+        char c;
+
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                np_client *nc;
+                close(hold[1]);
+                close(ready[0]);
+                prctl(PR_SET_NAME, comm, 0, 0, 0);
+                if (np_connect(sock, &nc) < 0)
+                        _exit(1);
+                (void)!write(ready[1], "x", 1);
+                (void)!read(hold[0], &c, 1); /* until the parent is done */
+                _exit(0);
+        }
+        close(hold[0]);
+        close(ready[1]);
+        ck_assert_int_eq(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        *cc = (TestClientChild){ .pid = pid, .hold = hold[1] };
+}
+
+int test_client_child_end(TestClientChild *cc)
+{
+        int status;
+
+        close(cc->hold);
+        ck_assert_int_eq(waitpid(cc->pid, &status, 0), cc->pid);
+        return status;
 }

@@ -191,3 +191,28 @@ void await_waiters(np_client *c, uint64_t n);
 /* Polls (at most 10 s) until the daemon has n parked waits over all its
  * connections (np_status). */
 void await_daemon_waiters(np_client *c, uint64_t n);
+
+/* Polls np_status through admin (at most 10 s) until the daemon says it is
+ * instance want or later (a restart counts one more); the last reading goes
+ * to *ret when ret is not NULL.  Fails the test if it never does. */
+void await_instance(np_client *admin, uint64_t want, struct np_status *ret);
+
+/* test_tcase leaving the timeout at Check's default ($CK_DEFAULT_TIMEOUT,
+ * else 4 s): for cases of quick in-process tests. */
+TCase *test_tcase_default_timeout(Suite *s, const char *name);
+
+/* A child process holding a connection to a daemon, under a command name
+ * of its own. */
+typedef struct TestClientChild {
+        pid_t pid;
+        int hold; /* closing it lets the child exit */
+} TestClientChild;
+
+/* Forks a child that sets its command name to comm (PR_SET_NAME), connects
+ * to sock and stays connected until test_client_child_end; returns once it
+ * is connected (the test fails if it could not connect). */
+void test_client_child_start(TestClientChild *cc, const char *sock, const char *comm);
+
+/* Lets the child exit (without disconnecting) and reaps it: its wait
+ * status, 0 when it exited 0. */
+int test_client_child_end(TestClientChild *cc);

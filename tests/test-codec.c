@@ -577,9 +577,7 @@ Suite *suite_codec(void)
         Suite *s = suite_create("codec");
         TCase *tc;
 
-        tc = tcase_create("decode");
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, 30);
+        tc = test_tcase(s, "decode", 30);
         tcase_add_test(tc, test_codec_decode_hello);
         tcase_add_test(tc, test_codec_decode_requests_preserve_fields);
         tcase_add_test(tc, test_codec_decode_keeps_negative_ns_and_unknown_op);
@@ -590,16 +588,12 @@ Suite *suite_codec(void)
         tcase_add_test(tc, test_codec_decode_every_truncation_fails_cleanly);
         tcase_add_test(tc, test_codec_decode_every_truncation_small_arena);
         tcase_add_test(tc, test_codec_decode_arena_too_small_is_ebadmsg);
-        suite_add_tcase(s, tc);
 
-        tc = tcase_create("encode");
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, 30);
+        tc = test_tcase(s, "encode", 30);
         tcase_add_test(tc, test_codec_encode_splits_at_small_cap);
         tcase_add_test(tc, test_codec_encode_all_in_one_at_full_cap);
         tcase_add_test(tc, test_codec_encode_single_item);
         tcase_add_test(tc, test_codec_encode_welcome);
         tcase_add_test(tc, test_codec_encode_error);
-        suite_add_tcase(s, tc);
         return s;
 }

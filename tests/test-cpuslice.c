@@ -98,13 +98,11 @@ END_TEST
 Suite *suite_cpuslice(void)
 {
         Suite *s = suite_create("cpuslice");
-        TCase *tc = tcase_create("cpuslice");
+        TCase *tc = test_tcase_default_timeout(s, "cpuslice");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_cpuslice_sets_slice_keeping_policy_nice_and_reset_on_fork);
         tcase_add_test(tc, test_cpuslice_leaves_sched_idle_alone);
         tcase_add_test(tc, test_cpuslice_leaves_realtime_alone);
         tcase_add_test(tc, test_cpuslice_refuses_negative);
-        suite_add_tcase(s, tc);
         return s;
 }

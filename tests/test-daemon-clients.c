@@ -49,22 +49,8 @@ START_TEST(test_daemon_client_text_is_escaped_in_logs_and_lists)
         netpoll__v1__server_message__free_unpacked(m, NULL);
 
         /* A child whose command name carries ESC connects too. */
-        int ready[2], go[2];
-        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                np_client *c;
-                char b;
-                prctl(PR_SET_NAME, "x\x1b]0;pwn\x07", 0, 0, 0);
-                if (np_connect(d.sock, &c) == 0)
-                        (void)!write(ready[1], "k", 1);
-                (void)!read(go[0], &b, 1);
-                _exit(0);
-        }
-        char b = 0;
-        ck_assert_int_eq(read(ready[0], &b, 1), 1);
+        TestClientChild cc;
+        test_client_child_start(&cc, d.sock, "x\x1b]0;pwn\x07");
 
         ck_assert_msg(test_read_until(d.stderr_fd, log, sizeof(log), "FAKE EMERGENCY"), "log: %s",
                       log);
@@ -77,7 +63,7 @@ START_TEST(test_daemon_client_text_is_escaped_in_logs_and_lists)
         ck_assert_int_eq(np_list_clients(mon, &ci, &n), 0);
         int seen = 0;
         for (size_t i = 0; i < n; i++) {
-                if ((pid_t)ci[i].pid == pid) {
+                if ((pid_t)ci[i].pid == cc.pid) {
                         ck_assert_str_eq(ci[i].comm, "x\x1b]0;pwn\x07");
                         seen++;
                 }
@@ -88,12 +74,7 @@ START_TEST(test_daemon_client_text_is_escaped_in_logs_and_lists)
         }
         ck_assert_int_eq(seen, 2);
         free(ci);
-        (void)!write(go[1], "g", 1);
-        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
-        close(ready[0]);
-        close(ready[1]);
-        close(go[0]);
-        close(go[1]);
+        test_client_child_end(&cc);
         close(fd);
         np_disconnect(mon);
         test_daemon_stop(&d);

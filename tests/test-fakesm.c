@@ -1031,15 +1031,9 @@ END_TEST
 Suite *suite_fakesm(void)
 {
         Suite *s = suite_create("fakesm");
-        TCase *store = tcase_create("store"), *who = tcase_create("who");
-        TCase *msg = tcase_create("messages"), *spawn = tcase_create("spawn");
+        TCase *store = test_tcase(s, "store", 60), *who = test_tcase(s, "who", 60);
+        TCase *msg = test_tcase(s, "messages", 60), *spawn = test_tcase(s, "spawn", 60);
 
-        TCase *all[] = { store, who, msg, spawn };
-        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-                tcase_add_checked_fixture(all[i], fdleak_setup, fdleak_teardown);
-                tcase_set_timeout(all[i], 60);
-                suite_add_tcase(s, all[i]);
-        }
         tcase_add_test(store, test_fakesm_store_keeps_names_dedups_refuses_and_passes_newest_first);
         tcase_add_test(store, test_fakesm_remove_wins_over_store_and_unstored_fds_are_closed);
         tcase_add_test(store, test_fakesm_fdname_empty_is_a_name_and_missing_is_stored);

@@ -37,12 +37,10 @@ END_TEST
 START_TEST(test_fdcheck_teardown_fails_on_leak)
 {
         Suite *s = suite_create("fdcheck-inner");
-        TCase *tc = tcase_create("inner");
+        TCase *tc = test_tcase_default_timeout(s, "inner");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_fdcheck_leaky_inner);
         tcase_add_test(tc, test_fdcheck_clean_inner);
-        suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_set_fork_status(sr, CK_FORK);
         srunner_run_all(sr, CK_SILENT);
@@ -56,11 +54,9 @@ END_TEST
 Suite *suite_fdcheck(void)
 {
         Suite *s = suite_create("fdcheck");
-        TCase *tc = tcase_create("fdcheck");
+        TCase *tc = test_tcase_default_timeout(s, "fdcheck");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_fdcheck_counts_a_leaked_fd);
         tcase_add_test(tc, test_fdcheck_teardown_fails_on_leak);
-        suite_add_tcase(s, tc);
         return s;
 }

@@ -89,13 +89,11 @@ END_TEST
 Suite *suite_filecount(void)
 {
         Suite *s = suite_create("filecount");
-        TCase *tc = tcase_create("counts");
+        TCase *tc = test_tcase_default_timeout(s, "counts");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_filecount_limits_each_key_and_counts_down);
         tcase_add_test(tc, test_filecount_key_zero_is_never_counted);
         tcase_add_test(tc, test_filecount_colliding_keys_survive_removals);
         tcase_add_test(tc, test_filecount_grows_to_many_keys);
-        suite_add_tcase(s, tc);
         return s;
 }

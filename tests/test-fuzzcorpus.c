@@ -145,12 +145,10 @@ END_TEST
 Suite *suite_fuzzcorpus(void)
 {
         Suite *s = suite_create("fuzzcorpus");
-        TCase *tc = tcase_create("replay");
+        TCase *tc = test_tcase_default_timeout(s, "replay");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_fuzzcorpus_targets_take_tiny_inputs);
         tcase_add_test(tc, test_fuzzcorpus_codec_replays_both_corpora);
         tcase_add_test(tc, test_fuzzcorpus_session_replays_both_corpora);
-        suite_add_tcase(s, tc);
         return s;
 }

@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -452,19 +451,6 @@ END_TEST
 
 /* ---- restarts ---- */
 
-/* Waits until the daemon says it is instance want (at most 10 s). */
-static void await_instance(np_client *admin, uint64_t want)
-{
-        struct np_status st = { 0 };
-
-        for (int i = 0; i < 1000; i++) {
-                if (np_status(admin, &st) == 0 && st.instance >= want)
-                        return;
-                usleep(10000);
-        }
-        ck_abort_msg("instance %" PRIu64 ", want %" PRIu64, st.instance, want);
-}
-
 /*
  * test-resume's scenario through np_process, in one thread: an armed wait
  * made readable after an in-place upgrade, an armed wait against a
@@ -500,7 +486,7 @@ START_TEST(test_loop_restart_in_between_delivers_each_event_once)
         ck_assert_int_eq(kill(d.pid, SIGUSR2), 0);
         ck_assert_int_eq(np_process(c, ev, 4), 0); /* sent into the upgrade */
         ck_assert_uint_eq(c->n_batch, 0);
-        await_instance(admin, 2);
+        await_instance(admin, 2, NULL);
 
         /* The notice arrives on the socket; the loop resumes. */
         for (int i = 0; i < 100 && c->resumes == 0; i++)

@@ -1167,16 +1167,13 @@ Suite *suite_ops(void)
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                TCase *tc = tcase_create(cases[i].name);
-                tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
+                TCase *tc = test_tcase(s, cases[i].name, 60);
                 tcase_add_unchecked_fixture(tc, NULL, remove_leftover_dirs);
-                tcase_set_timeout(tc, 60);
                 for (size_t j = 0; j < 8 && cases[i].tests[j]; j++)
                         tcase_add_test(tc, cases[i].tests[j]);
                 if (strcmp(cases[i].name, "config") == 0)
                         tcase_add_loop_test(tc, test_ops_config_error_names_file_line_and_key, 0,
                                             (int)(sizeof(bad_configs) / sizeof(bad_configs[0])));
-                suite_add_tcase(s, tc);
         }
         return s;
 }

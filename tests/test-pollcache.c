@@ -424,9 +424,8 @@ END_TEST
 Suite *suite_pollcache(void)
 {
         Suite *s = suite_create("pollcache");
-        TCase *tc = tcase_create("slots");
+        TCase *tc = test_tcase_default_timeout(s, "slots");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_pollcache_token_encodes_tag_index_and_generation);
         tcase_add_test(tc, test_pollcache_alloc_hands_out_lowest_index_first);
         tcase_add_test(tc, test_pollcache_fresh_slot_is_blank);
@@ -438,20 +437,15 @@ Suite *suite_pollcache(void)
         tcase_add_test(tc, test_pollcache_alloc_past_index_limit_is_enospc);
         tcase_add_test(tc, test_pollcache_usable_again_after_done);
         tcase_add_test(tc, test_pollcache_next_owned_walks_only_the_owners_slots);
-        suite_add_tcase(s, tc);
 
-        TCase *lk = tcase_create("lookup");
-        tcase_add_checked_fixture(lk, fdleak_setup, fdleak_teardown);
+        TCase *lk = test_tcase_default_timeout(s, "lookup");
         tcase_add_test(lk, test_pollcache_lookup_rejects_stale_token);
         tcase_add_test(lk, test_pollcache_lookup_rejects_free_slot);
         tcase_add_test(lk, test_pollcache_lookup_rejects_wrong_tag);
         tcase_add_test(lk, test_pollcache_lookup_rejects_out_of_range_index);
-        suite_add_tcase(s, lk);
 
-        TCase *gen = tcase_create("generation");
-        tcase_add_checked_fixture(gen, fdleak_setup, fdleak_teardown);
+        TCase *gen = test_tcase_default_timeout(s, "generation");
         tcase_add_test(gen, test_pollcache_generation_wrap_never_yields_even_in_use);
         tcase_add_test(gen, test_pollcache_generation_at_max_is_valid_then_wraps_to_one);
-        suite_add_tcase(s, gen);
         return s;
 }

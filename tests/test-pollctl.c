@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -301,29 +300,11 @@ END_TEST
 START_TEST(test_pollctl_escapes_command_names)
 {
         TestDaemon d;
-        int ready[2], hold[2];
-        char c;
+        TestClientChild cc;
         TestRun r;
 
         test_daemon_start(&d, NULL, 0, false);
-        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                np_client *nc;
-                close(hold[1]);
-                close(ready[0]);
-                prctl(PR_SET_NAME, "q\"b\\\t\x01\xff");
-                if (np_connect(d.sock, &nc) < 0)
-                        _exit(1);
-                (void)!write(ready[1], "x", 1);
-                (void)!read(hold[0], &c, 1); /* until the parent is done */
-                _exit(0);
-        }
-        close(hold[0]);
-        close(ready[1]);
-        ck_assert_int_eq(read(ready[0], &c, 1), 1);
+        test_client_child_start(&cc, d.sock, "q\"b\\\t\x01\xff");
 
         const char *json[] = { test_pollctl_bin(), "--socket", d.sock, "--json", "clients", NULL };
         test_run(&r, json);
@@ -334,10 +315,7 @@ START_TEST(test_pollctl_escapes_command_names)
         test_assert_exit(&r, 0);
         assert_has(r.out, "q\"b\\???\n");
 
-        close(hold[1]);
-        close(ready[0]);
-        int status;
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        int status = test_client_child_end(&cc);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         test_daemon_stop_ok(&d);
 }

@@ -1620,11 +1620,9 @@ END_TEST
 
 static TCase *tcase_new(Suite *s, const char *name)
 {
-        TCase *tc = tcase_create(name);
+        TCase *tc = test_tcase_default_timeout(s, name);
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_checked_fixture(tc, env_setup, env_teardown);
-        suite_add_tcase(s, tc);
         return tc;
 }
 

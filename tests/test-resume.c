@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,56 +21,6 @@
 #include "helpers.h"
 #include "netpoll.h"
 
-typedef struct Parked {
-        pthread_t th;
-        np_client *c;
-        np_desc d;
-        int mode;
-        int result;
-        int64_t started, ended;
-} Parked;
-
-static void *parked_run(void *arg)
-{
-        Parked *p = arg;
-
-        p->started = now_ns();
-        p->result = np_wait(p->c, p->d, p->mode);
-        p->ended = now_ns();
-        return NULL;
-}
-
-static void parked_start(Parked *p, np_client *c, np_desc d, int mode)
-{
-        *p = (Parked){ .c = c, .d = d, .mode = mode, .result = -1000 };
-        ck_assert_int_eq(pthread_create(&p->th, NULL, parked_run, p), 0);
-}
-
-/* Waits until c's connection counts want waiters parked (at most 5 s). */
-static void await_parked(np_client *c, uint64_t want)
-{
-        struct np_session_stats st = { 0 };
-
-        for (int i = 0; i < 500; i++) {
-                ck_assert_int_eq(np_session_stats(c, &st), 0);
-                if (st.waiters >= want)
-                        return;
-                usleep(10000);
-        }
-        ck_abort_msg("%" PRIu64 " waiters parked, want %" PRIu64, st.waiters, want);
-}
-
-/* Waits until the daemon says it is instance want (at most 10 s). */
-static void await_instance(np_client *admin, uint64_t want, struct np_status *st)
-{
-        for (int i = 0; i < 1000; i++) {
-                if (np_status(admin, st) == 0 && st->instance >= want)
-                        return;
-                usleep(10000);
-        }
-        ck_abort_msg("instance %" PRIu64 ", want %" PRIu64, st->instance, want);
-}
-
 /*
  * The whole scenario against one restart, made by restart(arg): a wait
  * parked on a pipe that becomes readable after the restart, a wait parked
@@ -84,7 +33,7 @@ static void scenario(np_client *c, np_client *admin, void (*restart)(void *), vo
 {
         int p1[2], p2[2], p3[2];
         np_desc d1, d2, d3;
-        Parked w1, w2;
+        Waiter w1, w2;
         struct np_status st;
 
         ck_assert_int_eq(pipe2(p1, O_CLOEXEC | O_NONBLOCK), 0);
@@ -96,10 +45,10 @@ static void scenario(np_client *c, np_client *admin, void (*restart)(void *), vo
         const int64_t deadline = 1500 * NSEC_PER_MSEC;
         int64_t set_at = now_ns();
         ck_assert_int_eq(np_set_deadline(c, d2, deadline, NP_READ), 0);
-        parked_start(&w1, c, d1, NP_READ);
-        parked_start(&w2, c, d2, NP_READ);
+        waiter_start(&w1, c, d1, NP_READ, false);
+        waiter_start(&w2, c, d2, NP_READ, false);
         ck_assert_int_eq(np_arm(c, d3, NP_READ), 0);
-        await_parked(c, 3);
+        await_waiters(c, 3);
 
         restart(arg);
         await_instance(admin, instance_after, &st);
@@ -113,8 +62,7 @@ static void scenario(np_client *c, np_client *admin, void (*restart)(void *), vo
 
         ck_assert_int_eq(write(p1[1], "x", 1), 1);
         ck_assert_int_eq(write(p3[1], "y", 1), 1);
-        ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
-        ck_assert_int_eq(w1.result, NP_OK);
+        ck_assert_int_eq(waiter_join(&w1), NP_OK);
         int n = np_poll(c, 2 * NSEC_PER_SEC, ev, 4);
         ck_assert_int_eq(n, 1);
         ck_assert_uint_eq(ev[0].desc, d3);
@@ -123,9 +71,8 @@ static void scenario(np_client *c, np_client *admin, void (*restart)(void *), vo
         /* Exactly once: the arm is not delivered again. */
         ck_assert_int_eq(np_poll(c, 200 * NSEC_PER_MSEC, ev, 4), 0);
 
-        ck_assert_int_eq(pthread_join(w2.th, NULL), 0);
-        ck_assert_int_eq(w2.result, NP_ERR_TIMEOUT);
-        ck_assert_int_ge(w2.ended - set_at, deadline); /* never early */
+        ck_assert_int_eq(waiter_join(&w2), NP_ERR_TIMEOUT);
+        ck_assert_int_ge(w2.end - set_at, deadline); /* never early */
 
         struct np_session_stats ss;
         ck_assert_int_eq(np_session_stats(c, &ss), 0);
@@ -296,17 +243,16 @@ START_TEST(test_resume_fd_store_kill9_and_restart_keep_waits_arms_and_deadlines)
          * a parked wait ends as on a lame-duck stop. */
         int p[2];
         np_desc d;
-        Parked w;
+        Waiter w;
         ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
         ck_assert_int_eq(np_open(c, p[0], 9, &d), 0);
-        parked_start(&w, c, d, NP_READ);
-        await_parked(c, 1);
+        waiter_start(&w, c, d, NP_READ, false);
+        await_waiters(c, 1);
         ck_assert_int_eq(kill(x.d.pid, SIGTERM), 0);
         ck_assert_int_eq(fakesm_reap_main(x.d.m, 10000, NULL), 0);
         x.d.pid = 0;
         fakesm_store_clear(x.d.m);
-        ck_assert_int_eq(pthread_join(w.th, NULL), 0);
-        ck_assert_int_eq(w.result, NP_ERR_CLOSING);
+        ck_assert_int_eq(waiter_join(&w), NP_ERR_CLOSING);
         ck_assert_int_eq(np_ping(c), -ECONNRESET);
         np_disconnect(c);
         np_disconnect(admin);
@@ -449,25 +395,10 @@ END_TEST
 
 /* A store that is full costs a connection its restarts, not its service:
  * its opens go on, and a restart ends it cleanly (a parked wait ends
- * closing) while a connection that fitted is resumed. */
-/* A pipe's writer sees EPIPE once no read end is left open anywhere: not
- * in the client, not in the daemon, not in flight in the fd store. */
-static void await_epipe(int wfd)
-{
-        signal(SIGPIPE, SIG_IGN);
-        for (int i = 0; i < 500; i++) {
-                if (write(wfd, "x", 1) < 0) {
-                        ck_assert_int_eq(errno, EPIPE);
-                        return;
-                }
-                usleep(10000);
-        }
-        ck_abort_msg("a closed descriptor's file is still open after 5 s");
-}
-
-/* 8 fds: the state, the connections' carrier, the first 64 descriptor
- * slots' carrier; descriptor slot 64 needs a new carrier, which does not
- * fit (a new chunk leaves the store's last place free). */
+ * closing) while a connection that fitted is resumed.  8 fds: the state,
+ * the connections' carrier, the first 64 descriptor slots' carrier;
+ * descriptor slot 64 needs a new carrier, which does not fit (a new chunk
+ * leaves the store's last place free). */
 START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
 {
         enum { BIG = 70 };
@@ -475,7 +406,7 @@ START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
         np_client *fits, *big;
         np_desc d1, ds[BIG];
         int p1[2], p[BIG][2];
-        Parked w1, wb;
+        Waiter w1, wb;
 
         managed_start_with(&x, "--fd-store=4");
         ck_assert_int_eq(np_connect(x.d.sock, &fits), 0);
@@ -488,23 +419,21 @@ START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
         }
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
         ck_assert_uint_eq(fakesm_store_count(x.d.m), 3);
-        parked_start(&w1, fits, d1, NP_READ);
-        parked_start(&wb, big, ds[BIG - 1], NP_READ);
-        await_parked(fits, 1);
-        await_parked(big, 1);
+        waiter_start(&w1, fits, d1, NP_READ, false);
+        waiter_start(&wb, big, ds[BIG - 1], NP_READ, false);
+        await_waiters(fits, 1);
+        await_waiters(big, 1);
         x.kind = SIGKILL;
         restart_managed(&x);
-        ck_assert_int_eq(pthread_join(wb.th, NULL), 0);
-        ck_assert_int_eq(wb.result, NP_ERR_CLOSING);
+        ck_assert_int_eq(waiter_join(&wb), NP_ERR_CLOSING);
         ck_assert_int_eq(np_ping(big), -ECONNRESET);
         ck_assert_int_eq(write(p1[1], "x", 1), 1);
-        ck_assert_int_eq(pthread_join(w1.th, NULL), 0);
-        ck_assert_int_eq(w1.result, NP_OK);
+        ck_assert_int_eq(waiter_join(&w1), NP_OK);
         /* big's descriptors left the carriers with it: their files go. */
         for (int i = 0; i < BIG; i++)
                 close(p[i][0]);
         for (int i = 0; i < BIG; i++) {
-                await_epipe(p[i][1]);
+                assert_write_epipe(p[i][1]);
                 close(p[i][1]);
         }
         ck_assert_int_eq(np_unblock(fits, d1), 0);
@@ -543,7 +472,7 @@ START_TEST(test_resume_carriers_hold_many_fds_and_let_closed_ones_go)
         close(p[0][0]);
         ck_assert_int_eq(np_unblock(c, ds[0]), 0);
         ck_assert_int_eq(np_close(c, ds[0]), 0);
-        await_epipe(p[0][1]);
+        assert_write_epipe(p[0][1]);
 
         x.kind = SIGKILL;
         restart_managed(&x);
@@ -561,7 +490,7 @@ START_TEST(test_resume_carriers_hold_many_fds_and_let_closed_ones_go)
                 p[i][0] = -1;
                 ck_assert_int_eq(np_unblock(c, ds[i]), 0);
                 ck_assert_int_eq(np_close(c, ds[i]), 0);
-                await_epipe(p[i][1]);
+                assert_write_epipe(p[i][1]);
         }
         ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
         ck_assert_uint_eq(fakesm_store_count(x.d.m), 7);

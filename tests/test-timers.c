@@ -520,9 +520,8 @@ END_TEST
 Suite *suite_timers(void)
 {
         Suite *s = suite_create("timers");
-        TCase *tc = tcase_create("heap");
+        TCase *tc = test_tcase_default_timeout(s, "heap");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_timers_empty_heap_has_nothing_due);
         tcase_add_test(tc, test_timers_reserve_grows_and_never_shrinks);
         tcase_add_test(tc, test_timers_arm_marks_armed_and_disarm_unmarks);
@@ -537,12 +536,8 @@ Suite *suite_timers(void)
         tcase_add_test(tc, test_timers_pop_due_at_exact_deadline);
         tcase_add_test(tc, test_timers_done_leaves_nodes_unarmed);
         tcase_add_test(tc, test_timers_verify_detects_corruption);
-        suite_add_tcase(s, tc);
 
-        TCase *stress = tcase_create("stress");
-        tcase_add_checked_fixture(stress, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(stress, 60);
+        TCase *stress = test_tcase(s, "stress", 60);
         tcase_add_test(stress, test_timers_randomized_stress_keeps_heap_valid);
-        suite_add_tcase(s, stress);
         return s;
 }

@@ -49,17 +49,9 @@ int main(int argc, char **argv)
                 bench_die("out of memory");
 
         load_init(&l, ACTIVE, BURST, WINDOW);
-        int epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (epfd < 0)
-                bench_die("epoll_create1: %s", strerror(errno));
         bench_daemon_start(&d, "scale");
         np_client *c = bench_connect(&d);
-        for (size_t i = 0; i < ACTIVE; i++) {
-                struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = i };
-                if (epoll_ctl(epfd, EPOLL_CTL_ADD, l.pipes[i][0], &ev) < 0)
-                        bench_die("epoll_ctl: %s", strerror(errno));
-                bench_check(np_open(c, l.pipes[i][0], i, &active[i]), "np_open");
-        }
+        int epfd = load_register(&l, c, active);
 
         size_t n_sizes = N_SIZES;
         while (n_sizes > 1 && sizes[n_sizes - 1] + 256 > (size_t)bench_nofile())

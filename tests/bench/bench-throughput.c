@@ -6,9 +6,6 @@
  * the same consumer on an in-process edge-triggered epoll.  Runs alternate
  * between the two and each reports the median of its runs.
  */
-#include <errno.h>
-#include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -40,17 +37,9 @@ int main(int argc, char **argv)
                 pipes = room;
         }
         load_init(&l, pipes, BURST, WINDOW);
-        int epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (epfd < 0)
-                bench_die("epoll_create1: %s", strerror(errno));
         bench_daemon_start(&d, "throughput");
         np_client *c = bench_connect(&d);
-        for (size_t i = 0; i < pipes; i++) {
-                struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = i };
-                if (epoll_ctl(epfd, EPOLL_CTL_ADD, l.pipes[i][0], &ev) < 0)
-                        bench_die("epoll_ctl: %s", strerror(errno));
-                bench_check(np_open(c, l.pipes[i][0], i, &descs[i]), "np_open");
-        }
+        int epfd = load_register(&l, c, descs);
 
         for (size_t r = 0; r < reps; r++) {
                 LoadResult e = load_run_epoll(&l, epfd, duration);

@@ -50,6 +50,21 @@ void load_done(Load *l)
         free(l->pipes);
 }
 
+int load_register(const Load *l, np_client *c, np_desc *descs)
+{
+        int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+        if (epfd < 0)
+                bench_die("epoll_create1: %s", strerror(errno));
+        for (size_t i = 0; i < l->n; i++) {
+                struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = i };
+                if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->pipes[i][0], &ev) < 0)
+                        bench_die("epoll_ctl: %s", strerror(errno));
+                bench_check(np_open(c, l->pipes[i][0], i, &descs[i]), "np_open");
+        }
+        return epfd;
+}
+
 static void *writer_main(void *arg)
 {
         Load *l = arg;

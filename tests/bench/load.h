@@ -42,6 +42,14 @@ void load_init(Load *l, size_t n, size_t burst, size_t window);
 void load_done(Load *l);
 
 /*
+ * Registers the read end of each of l's pipes with both consumers, as
+ * load_run_np and load_run_epoll take them: opened on c with user i into
+ * descs[i], and edge-triggered with data.u64 = i in a new epoll instance,
+ * whose fd it returns.  Exits on failure.
+ */
+int load_register(const Load *l, np_client *c, np_desc *descs);
+
+/*
  * Runs the load through netpolld for warm-up plus duration and measures the
  * duration part.  descs[i] is pipe i's read end opened on c with user i;
  * armed[i] says whether its read wait is armed (kept up to date: every pipe

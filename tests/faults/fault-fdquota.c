@@ -40,7 +40,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,7 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -114,56 +112,6 @@ static int fds_sampler_stop(void)
         atomic_store(&fds_mon.stop, 1);
         pthread_join(fds_mon.thread, NULL);
         return atomic_load(&fds_mon.peak);
-}
-
-/* ---- the attacker: a child running as uid 65534 ---- */
-
-typedef struct Child {
-        pid_t pid;
-        int cmd; /* commands to it */
-        int rep; /* its reports */
-} Child;
-
-/* Forks a child that becomes FAULT_OTHER_UID; in the child returns true
- * with *ret_cmd and *ret_rep its ends of the pipes, in the parent false. */
-static bool child_fork(Child *ch, int *ret_cmd, int *ret_rep)
-{
-        int cmd[2], rep[2];
-
-        if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
-                fault_die("pipe: %s", strerror(errno));
-        ch->pid = fork();
-        if (ch->pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (ch->pid == 0) {
-                close(cmd[1]);
-                close(rep[0]);
-                if (setgroups(0, NULL) < 0 || setgid(FAULT_OTHER_UID) < 0 ||
-                    setuid(FAULT_OTHER_UID) < 0)
-                        fault_die("cannot become uid %d: %s", FAULT_OTHER_UID, strerror(errno));
-                /* After setuid, which clears it. */
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                *ret_cmd = cmd[0];
-                *ret_rep = rep[1];
-                return true;
-        }
-        close(cmd[0]);
-        close(rep[1]);
-        ch->cmd = cmd[1];
-        ch->rep = rep[0];
-        return false;
-}
-
-/* Tells the child to end (closing its command pipe) and reaps it within 10 s. */
-static int child_end(Child *ch)
-{
-        int status = -1;
-
-        close(ch->cmd);
-        close(ch->rep);
-        status = fault_reap(ch->pid, 10000);
-        ch->pid = -1;
-        return status;
 }
 
 /* ---- Part A: registered descriptors ---- */
@@ -263,17 +211,12 @@ static void other_fill(const char *sock, int n, int *ret_ok, int *ret_error, int
         np_disconnect(c);
 }
 
-static const char *err_name(int e)
-{
-        return e ? strerror(-e) : "none";
-}
-
 static void part_a(int nofile)
 {
         FaultDaemon dm;
         struct np_status st;
         np_client *mon;
-        Child ch;
+        FaultChild ch;
         FillReport r = { 0 };
         char config[512];
         int quota = nofile / 4, nconn = fault_quick ? 4 : MAX_ATTACK_CONNS, cmd, rep;
@@ -293,7 +236,7 @@ static void part_a(int nofile)
         fds_sampler_start(dm.pid);
 
         int64_t from = test_now();
-        if (child_fork(&ch, &cmd, &rep))
+        if (fault_child_fork(&ch, &cmd, &rep))
                 fill_main(dm.sock, nconn, nofile + 64, cmd, rep);
         if (!fault_read_full(ch.rep, &r, sizeof(r), 60000))
                 fault_die("part A: the uid %d attacker did not report", FAULT_OTHER_UID);
@@ -302,11 +245,12 @@ static void part_a(int nofile)
                   "held with the sockets), then %s; %d of %d more opens admitted, %d refused "
                   "otherwise; %d pings failed",
                   FAULT_OTHER_UID, r.conns, r.registered, (double)r.took_ns / 1e6, held,
-                  err_name(r.first_error), r.after_ok, EXTRA_OPENS, r.after_other, r.ping_failed);
+                  fault_strerror(r.first_error), r.after_ok, EXTRA_OPENS, r.after_other,
+                  r.ping_failed);
         fault_check(r.conns == nconn, "part A: the attacker got %d of %d connections (%s)", r.conns,
-                    nconn, err_name(r.connect_error));
+                    nconn, fault_strerror(r.connect_error));
         fault_check(r.first_error == -EDQUOT, "part A: the first refusal is %s, want %s",
-                    err_name(r.first_error), strerror(EDQUOT));
+                    fault_strerror(r.first_error), strerror(EDQUOT));
         fault_check(held <= quota && held >= quota - QUOTA_SLACK,
                     "part A: the attacker holds %d fds of the daemon, want %d..%d", held,
                     quota - QUOTA_SLACK, quota);
@@ -322,12 +266,12 @@ static void part_a(int nofile)
         int64_t to = test_now();
         fault_say("part A: root then: %d of %d descriptors registered (%s), ping %s; daemon at "
                   "%d fds now, peak %d (limit %d)",
-                  ok, OTHER_OPENS, ok == OTHER_OPENS ? "all" : err_name(error),
-                  ping == 0 ? "ok" : err_name(ping), fd_count_of(dm.pid),
+                  ok, OTHER_OPENS, ok == OTHER_OPENS ? "all" : fault_strerror(error),
+                  ping == 0 ? "ok" : fault_strerror(ping), fd_count_of(dm.pid),
                   atomic_load(&fds_mon.peak), nofile);
         fault_check(ok == OTHER_OPENS, "part A: root registered %d of %d descriptors (%s)", ok,
-                    OTHER_OPENS, err_name(error));
-        fault_check(ping == 0, "part A: root cannot ping: %s", err_name(ping));
+                    OTHER_OPENS, fault_strerror(error));
+        fault_check(ping == 0, "part A: root cannot ping: %s", fault_strerror(ping));
 
         FaultFigures f = victim_figures(v, &from, &to, 1);
         fault_say("part A: victim during the attack: %zu pings, p50 %.1f us, p99 %.1f us, max "
@@ -336,7 +280,7 @@ static void part_a(int nofile)
         fault_check(f.n >= 20 && f.errors == 0,
                     "part A: the victim was not served: %zu pings, %d failed", f.n, f.errors);
 
-        int status = child_end(&ch);
+        int status = fault_child_end(&ch);
         fault_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                     "part A: the attacker exited with status %#x", status);
         int fds;
@@ -494,7 +438,7 @@ static void __attribute__((noreturn)) loop_main(const char *sock, int quota, int
 
 typedef struct PartB {
         FaultDaemon *dm;
-        Child ch;
+        FaultChild ch;
         int iters, opens, base_fds;
         LoopReport sum[2]; /* [0] control, [1] attack */
 } PartB;
@@ -570,9 +514,9 @@ static void say_loop(const char *kind, const LoopReport *s, int opens)
                   "-EDQUOT, %d failed (%s); %d sends failed (%s)",
                   kind, s->iters, opens, (long long)s->ok, s->min_ok, s->max_ok, s->short_iters,
                   (long long)s->edquot, (long long)s->emfile, (long long)s->other,
-                  err_name(s->first_other), (long long)s->unanswered, s->eusers, s->edquot_connects,
-                  s->connect_failed, err_name(s->first_connect_error), s->send_failed,
-                  err_name(s->first_send_error));
+                  fault_strerror(s->first_other), (long long)s->unanswered, s->eusers,
+                  s->edquot_connects, s->connect_failed, fault_strerror(s->first_connect_error),
+                  s->send_failed, fault_strerror(s->first_send_error));
 }
 
 /* Connects root's one connection, retrying while the last one is counted. */
@@ -627,11 +571,11 @@ static void part_b(int nofile)
         FaultVictim *v = victim_start(dm.sock, VICTIM_INTERVAL_US);
         fault_sleep_ms(20);
         fds_sampler_start(dm.pid);
-        if (child_fork(&b.ch, &cmd, &rep))
+        if (fault_child_fork(&b.ch, &cmd, &rep))
                 loop_main(dm.sock, quota, cmd, rep);
         fault_ab_run(&ab, rounds, part_b_window, &b);
         int peak = fds_sampler_stop();
-        int status = child_end(&b.ch);
+        int status = fault_child_end(&b.ch);
 
         say_loop("attacks", &b.sum[1], b.opens);
         say_loop("controls", &b.sum[0], b.opens);
@@ -648,13 +592,13 @@ static void part_b(int nofile)
                 const char *kind = k ? "attacks" : "controls";
                 fault_check(s->connect_failed == 0 && s->send_failed == 0,
                             "part B: %s: %d connects failed (%s), %d sends failed (%s)", kind,
-                            s->connect_failed, err_name(s->first_connect_error), s->send_failed,
-                            err_name(s->first_send_error));
+                            s->connect_failed, fault_strerror(s->first_connect_error),
+                            s->send_failed, fault_strerror(s->first_send_error));
                 fault_check(s->emfile == 0 && s->other == 0 && s->unanswered == 0,
                             "part B: %s: opens refused otherwise than -EDQUOT: %lld -EMFILE, "
                             "%lld other (%s), %lld unanswered",
                             kind, (long long)s->emfile, (long long)s->other,
-                            err_name(s->first_other), (long long)s->unanswered);
+                            fault_strerror(s->first_other), (long long)s->unanswered);
                 fault_check(s->edquot > 0 && s->max_ok <= quota,
                             "part B: %s: a connection got %d descriptors (quota %d), %lld "
                             "-EDQUOT in all",
@@ -671,13 +615,13 @@ static void part_b(int nofile)
         bool back = fault_await_baseline(mon, dm.pid, 1, b.base_fds, 10000, &st, &fds);
         int ping = np_ping(mon);
         fault_say("part B: after: %d fds (baseline %d), %llu connections, ping %s", fds, b.base_fds,
-                  (unsigned long long)st.connections, ping ? err_name(ping) : "ok");
+                  (unsigned long long)st.connections, ping ? fault_strerror(ping) : "ok");
         fault_check(back,
                     "part B: not back at baseline: %d fds (want %d), %llu connections, %llu "
                     "descriptors",
                     fds, b.base_fds, (unsigned long long)st.connections,
                     (unsigned long long)st.descriptors);
-        fault_check(ping == 0, "part B: root cannot ping after: %s", err_name(ping));
+        fault_check(ping == 0, "part B: root cannot ping after: %s", fault_strerror(ping));
         np_disconnect(mon);
         fault_daemon_stop(&dm);
 }

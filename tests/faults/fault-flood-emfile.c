@@ -54,13 +54,6 @@ static int settle_fds(pid_t pid)
         return last;
 }
 
-static int64_t idle_cpu(pid_t pid, int64_t ms)
-{
-        int64_t a = test_cpu_ns(pid);
-        fault_sleep_ms(ms);
-        return test_cpu_ns(pid) - a;
-}
-
 int main(int argc, char **argv)
 {
         FaultDaemon dm;
@@ -104,7 +97,7 @@ int main(int argc, char **argv)
         fault_check(dropped > 0 && dropped < FLOOD,
                     "%d flood connections were closed by the daemon", dropped);
 
-        int64_t cpu = idle_cpu(dm.pid, 2000);
+        int64_t cpu = fault_idle_cpu(dm.pid, 2000);
         fault_say("daemon CPU over 2 s idle with its fd table full: %.1f ms (bound %.0f ms)",
                   (double)cpu / 1e6, (double)IDLE_CPU_BOUND_NS / 1e6);
         fault_check(cpu >= 0 && cpu < IDLE_CPU_BOUND_NS, "the daemon spins: %.1f ms over 2 s",
@@ -117,7 +110,7 @@ int main(int argc, char **argv)
         int64_t took = test_now() - t0;
         if (r == 0)
                 np_disconnect(x);
-        cpu = idle_cpu(dm.pid, 2000);
+        cpu = fault_idle_cpu(dm.pid, 2000);
         fault_say("a client connecting while full: %s after %.1f ms; daemon CPU over the next 2 s: "
                   "%.1f ms",
                   r == 0 ? "connected" : strerror(-r), (double)took / 1e6, (double)cpu / 1e6);
@@ -136,7 +129,7 @@ int main(int argc, char **argv)
                     "not back at baseline after the flood: %llu connections, %d fds (want "
                     "%d)",
                     (unsigned long long)st.connections, fds, base_fds);
-        cpu = idle_cpu(dm.pid, 1000);
+        cpu = fault_idle_cpu(dm.pid, 1000);
 
         r = np_connect(dm.sock, &x);
         int ping = r == 0 ? np_ping(x) : r;

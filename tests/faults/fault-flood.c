@@ -77,13 +77,6 @@ static int root_flood(np_client **c, int max, int *refusals, int *eusers, int *f
         return n;
 }
 
-static int64_t idle_cpu(pid_t pid, int64_t ms)
-{
-        int64_t a = test_cpu_ns(pid);
-        fault_sleep_ms(ms);
-        return test_cpu_ns(pid) - a;
-}
-
 int main(int argc, char **argv)
 {
         static np_client *c[MAX_CONN + 64];
@@ -187,7 +180,7 @@ int main(int argc, char **argv)
                             atomic_load(&hammer_ok), atomic_load(&hammer_other));
 
                 /* No spin while full and idle. */
-                int64_t cpu = idle_cpu(dm.pid, 2000);
+                int64_t cpu = fault_idle_cpu(dm.pid, 2000);
                 fault_say("round %d: daemon CPU over 2 s idle while full: %.1f ms (bound %.0f "
                           "ms)",
                           round, (double)cpu / 1e6, (double)IDLE_CPU_BOUND_NS / 1e6);
@@ -207,7 +200,7 @@ int main(int argc, char **argv)
                             "round %d: not back at baseline: %llu connections, %d fds (want "
                             "%d)",
                             round, (unsigned long long)st.connections, fds, base_fds);
-                cpu = idle_cpu(dm.pid, 1000);
+                cpu = fault_idle_cpu(dm.pid, 1000);
                 fault_check(cpu >= 0 && cpu < IDLE_CPU_BOUND_NS / 2,
                             "daemon used %.1f ms of CPU over 1 s idle after the flood",
                             (double)cpu / 1e6);

@@ -57,12 +57,9 @@ static FaultNotify *notify; /* the fake service manager */
 #define FLOOD_CONNS 64
 #define THREADS 4
 #define VICTIM_INTERVAL_US 2000
-#define PROBE_ID 999999
 #define WELL_INFLIGHT 1   /* control datagrams of 256 requests outstanding per connection */
 #define LOOP_MAX 10000000 /* poll rounds per thread per window, a bound only */
 #define SETTLE_MS 10000
-
-enum { ALIVE = 1, CLOSED = 0, HUNG = -1 };
 
 enum Traffic {
         JUNK,  /* 48 KiB of unknown fields, reconnecting when dropped */
@@ -118,32 +115,15 @@ static size_t pack_well(uint8_t *buf, uint64_t id)
 
 /* ---- cases ---- */
 
-/* Sends a PING and waits for its reply (ALIVE) or the end (CLOSED). */
-static int probe(int sock)
-{
-        Netpoll__V1__Request q = raw_request(PROBE_ID, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-        Netpoll__V1__Request *qs[1] = { &q };
-        int32_t result;
-
-        if (raw_send_requests(sock, qs, 1, NULL, 0) < 0)
-                return CLOSED;
-        int r = raw_await_reply(sock, PROBE_ID, 3000, &result, NULL);
-        return r == 1 ? ALIVE : r == 0 || r == -EBADMSG ? CLOSED : HUNG;
-}
-
-static const char *outcome_name(int o)
-{
-        return o == ALIVE ? "served" : o == CLOSED ? "dropped" : "HUNG";
-}
-
 static void one_case(const char *what, const void *buf, size_t len, int want)
 {
         int sock = raw_greeted(dm.sock);
-        int got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
+        int got = raw_send(sock, buf, len, NULL, 0) < 0 ? RAW_CLOSED : raw_probe(sock);
 
         close(sock);
-        fault_check(got == want, "%s: %s, want %s", what, outcome_name(got), outcome_name(want));
-        fault_say("  %-62s %s", what, outcome_name(got));
+        fault_check(got == want, "%s: %s, want %s", what, raw_probe_name(got),
+                    raw_probe_name(want));
+        fault_say("  %-62s %s", what, raw_probe_name(got));
 }
 
 static uint64_t protocol_errors(void)
@@ -175,14 +155,14 @@ static void cases(void)
         fault_say("single datagrams, each on a fresh connection:");
         char what[96];
         snprintf(what, sizeof(what), "%d unknown fields (%d bytes)", JUNK_FIELDS, JUNK_BYTES);
-        one_case(what, junk, JUNK_BYTES, CLOSED);
-        one_case("one unknown top-level field (2 bytes)", junk, 2, CLOSED);
+        one_case(what, junk, JUNK_BYTES, RAW_CLOSED);
+        one_case("one unknown top-level field (2 bytes)", junk, 2, RAW_CLOSED);
         size_t len = raw_pack_ping_with_unknown(small, 1);
-        one_case("a PING whose Request has an unknown field", small, len, CLOSED);
+        one_case("a PING whose Request has an unknown field", small, len, RAW_CLOSED);
         snprintf(what, sizeof(what), "%d well-formed requests (%zu bytes)",
                  NP_MAX_REQUESTS_PER_MESSAGE, well_len);
-        one_case(what, well, well_len, ALIVE);
-        one_case("an empty datagram", "", 0, ALIVE);
+        one_case(what, well, well_len, RAW_ALIVE);
+        one_case("an empty datagram", "", 0, RAW_ALIVE);
 
         uint64_t counted = protocol_errors() - before;
         int said = logged_protocol_errors() - logged;
@@ -328,7 +308,6 @@ static void conn_write(Worker *w, Conn *c)
         }
 }
 
-
 static void *worker_main(void *arg)
 {
         Worker *w = arg;
@@ -449,7 +428,7 @@ int main(int argc, char **argv)
         well = malloc(NP_MAX_MESSAGE_BYTES);
         if (!well)
                 fault_die("out of memory");
-        well_len = pack_well(well, PROBE_ID);
+        well_len = pack_well(well, RAW_PROBE_ID);
         notify = notify_start();
         fault_daemon_start(&dm, &(FaultDaemonOpts){ .notify_socket = notify_path(notify),
                                                     .watchdog_usec = WATCHDOG_USEC });

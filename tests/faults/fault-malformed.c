@@ -39,34 +39,13 @@
 #include "../../daemon/codec.h" /* NP_MAX_REQUESTS_PER_MESSAGE */
 #include "harness.h"
 
-#define PROBE_ID 999999
 #define MAX_REQUESTS NP_MAX_REQUESTS_PER_MESSAGE
 #define MAX_BYTES 65536
-
-enum { ALIVE = 1, CLOSED = 0, HUNG = -1 };
-
-static const char *outcome_name(int o)
-{
-        return o == ALIVE ? "served" : o == CLOSED ? "dropped" : "HUNG";
-}
 
 static FaultDaemon dm;
 static np_client *mon;
 static int base_fds;
 static int pipefd[2]; /* a pollable fd to pass around */
-
-/* Sends a PING and waits for its reply (ALIVE) or the end (CLOSED). */
-static int probe(int sock)
-{
-        Netpoll__V1__Request q = raw_request(PROBE_ID, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-        Netpoll__V1__Request *qs[1] = { &q };
-        int32_t result;
-
-        if (raw_send_requests(sock, qs, 1, NULL, 0) < 0)
-                return CLOSED; /* EPIPE: already gone */
-        int r = raw_await_reply(sock, PROBE_ID, 3000, &result, NULL);
-        return r == 1 ? ALIVE : r == 0 || r == -EBADMSG ? CLOSED : HUNG;
-}
 
 /* A raw call: sends qs with fds, waits for the reply to id. */
 static int raw_call(int sock, Netpoll__V1__Request **qs, size_t n, const int *fds, size_t nfds,
@@ -168,17 +147,17 @@ static int expected_outcome(int kind, const uint8_t *buf, size_t k, size_t nfds)
         /* The empty prefix is an empty message: a no-op once greeted. */
         Netpoll__V1__ClientMessage *m = netpoll__v1__client_message__unpack(NULL, k, buf);
         if (!m)
-                return CLOSED;
-        int o = ALIVE;
+                return RAW_CLOSED;
+        int o = RAW_ALIVE;
         size_t takes = 0;
         for (size_t i = 0; i < m->n_requests; i++)
                 takes += m->requests[i]->op == NETPOLL__V1__OP__OP_OPEN ||
                          m->requests[i]->op == NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR;
         if (kind == MSG_HELLO) {
                 if (!m->hello || m->hello->version != 1 || m->n_requests > 0 || nfds)
-                        o = CLOSED;
+                        o = RAW_CLOSED;
         } else if (m->hello || m->n_requests > MAX_REQUESTS || takes != nfds)
-                o = CLOSED;
+                o = RAW_CLOSED;
         netpoll__v1__client_message__free_unpacked(m, NULL);
         return o;
 }
@@ -205,30 +184,31 @@ static void truncations(int kind)
                 int want = expected_outcome(kind, buf, k, nfds);
                 int got;
                 if (raw_send(sock, buf, k, pipefd, nfds) < 0)
-                        got = CLOSED;
-                else if (kind == MSG_HELLO && want == ALIVE) {
+                        got = RAW_CLOSED;
+                else if (kind == MSG_HELLO && want == RAW_ALIVE) {
                         Netpoll__V1__ServerMessage *m;
                         int r = raw_recv(sock, 3000, &m);
-                        got = r == 1 && m->welcome && !m->error ? probe(sock)
-                              : r == -ETIMEDOUT                 ? HUNG
-                                                                : CLOSED;
+                        got = r == 1 && m->welcome && !m->error ? raw_probe(sock)
+                              : r == -ETIMEDOUT                 ? RAW_HUNG
+                                                                : RAW_CLOSED;
                         if (r == 1)
                                 netpoll__v1__server_message__free_unpacked(m, NULL);
                 } else
-                        got = probe(sock);
+                        got = raw_probe(sock);
                 close(sock);
-                if (got == HUNG)
+                if (got == RAW_HUNG)
                         hung++;
                 else
                         counts[got]++;
                 if (got != want)
                         wrong++;
                 fault_check(got == want, "%s truncated to %zu of %zu bytes: %s, want %s",
-                            msg_names[kind], k, n, outcome_name(got), outcome_name(want));
+                            msg_names[kind], k, n, raw_probe_name(got), raw_probe_name(want));
         }
         fault_say("truncations of %s (%zu bytes): %zu cases, %d served, %d dropped, %d hung, %d "
                   "wrong",
-                  msg_names[kind], len, len + 1, counts[ALIVE], counts[CLOSED], hung, wrong);
+                  msg_names[kind], len, len + 1, counts[RAW_ALIVE], counts[RAW_CLOSED], hung,
+                  wrong);
 }
 
 /* ---- oversized and fd-carrying datagrams ---- */
@@ -241,27 +221,19 @@ static void truncations(int kind)
  */
 static size_t pack_padded(uint8_t *buf, size_t size, int n)
 {
-        Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
-        Netpoll__V1__Request *q = calloc((size_t)n, sizeof(*q)),
-                             **qs = calloc((size_t)n, sizeof(*qs));
         size_t len;
 
-        if (!q || !qs || n < 1)
-                fault_die("out of memory");
-        for (int i = 0; i < n; i++) {
-                q[i] = raw_request((uint64_t)i + 1, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
-                qs[i] = &q[i];
+        if (n < 1)
+                fault_die("pack_padded: no request to pack");
+        uint8_t *msg = raw_pack_pings(n, &len);
+        bool padded = len + 16 <= size;
+        if (padded) { /* room to pad: all but the last, then it by hand */
+                free(msg);
+                msg = raw_pack_pings(n - 1, &len);
         }
-        m.requests = qs;
-        m.n_requests = (size_t)n;
-        len = netpoll__v1__client_message__pack(&m, buf);
-        if (len + 16 <= size) { /* room to pad: all but the last, then it by hand */
-                m.n_requests = (size_t)n - 1;
-                len = netpoll__v1__client_message__pack(&m, buf);
-        }
-        free(q);
-        free(qs);
-        if (m.n_requests == (size_t)n)
+        memcpy(buf, msg, len);
+        free(msg);
+        if (!padded)
                 return len;
         if (n > 127)
                 fault_die("pack_padded: a padded last request needs an id under 128");
@@ -299,9 +271,9 @@ typedef struct Case {
 
 static void report_case(const Case *c, int got)
 {
-        fault_check(got == c->want, "%s: %s, want %s", c->what, outcome_name(got),
-                    outcome_name(c->want));
-        fault_say("  %-58s %s", c->what, outcome_name(got));
+        fault_check(got == c->want, "%s: %s, want %s", c->what, raw_probe_name(got),
+                    raw_probe_name(c->want));
+        fault_say("  %-58s %s", c->what, raw_probe_name(got));
 }
 
 static void oversized(void)
@@ -316,15 +288,15 @@ static void oversized(void)
         /* Exactly 64 KiB, valid: served (the PING is answered). */
         sock = raw_greeted(dm.sock);
         size_t len = pack_padded(buf, MAX_BYTES, 1);
-        got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
-        report_case(&(Case){ "valid, exactly 65536 bytes", ALIVE }, got);
+        got = raw_send(sock, buf, len, NULL, 0) < 0 ? RAW_CLOSED : raw_probe(sock);
+        report_case(&(Case){ "valid, exactly 65536 bytes", RAW_ALIVE }, got);
         close(sock);
 
         /* 64 KiB + 1: dropped. */
         sock = raw_greeted(dm.sock);
         len = pack_padded(buf, MAX_BYTES + 1, 1);
-        got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
-        report_case(&(Case){ "valid, 65537 bytes", CLOSED }, got);
+        got = raw_send(sock, buf, len, NULL, 0) < 0 ? RAW_CLOSED : raw_probe(sock);
+        report_case(&(Case){ "valid, 65537 bytes", RAW_CLOSED }, got);
         close(sock);
 
         /* 200 000 bytes with 3 fds: dropped, the fds closed. */
@@ -335,16 +307,16 @@ static void oversized(void)
         if (r == -EMSGSIZE)
                 fault_say("  200000 bytes: the kernel refuses to send it (EMSGSIZE), skipped");
         else {
-                got = r < 0 ? CLOSED : probe(sock);
-                report_case(&(Case){ "200000 bytes with 3 fds", CLOSED }, got);
+                got = r < 0 ? RAW_CLOSED : raw_probe(sock);
+                report_case(&(Case){ "200000 bytes with 3 fds", RAW_CLOSED }, got);
         }
         close(sock);
 
         /* 64 KiB of garbage: dropped. */
         sock = raw_greeted(dm.sock);
         memset(buf, 0xff, MAX_BYTES);
-        got = raw_send(sock, buf, MAX_BYTES, NULL, 0) < 0 ? CLOSED : probe(sock);
-        report_case(&(Case){ "65536 bytes of 0xff", CLOSED }, got);
+        got = raw_send(sock, buf, MAX_BYTES, NULL, 0) < 0 ? RAW_CLOSED : raw_probe(sock);
+        report_case(&(Case){ "65536 bytes of 0xff", RAW_CLOSED }, got);
         close(sock);
 
         /* Exactly the most requests a datagram may hold: all answered. */
@@ -360,18 +332,18 @@ static void oversized(void)
                         netpoll__v1__server_message__free_unpacked(m, NULL);
                 }
         }
-        got = answered == MAX_REQUESTS ? probe(sock) : CLOSED;
+        got = answered == MAX_REQUESTS ? raw_probe(sock) : RAW_CLOSED;
         char what[64];
         snprintf(what, sizeof(what), "%d PINGs in one datagram (all answered)", MAX_REQUESTS);
-        report_case(&(Case){ what, ALIVE }, got);
+        report_case(&(Case){ what, RAW_ALIVE }, got);
         close(sock);
 
         /* One more: dropped. */
         sock = raw_greeted(dm.sock);
         len = pack_padded(buf, 0, MAX_REQUESTS + 1);
-        got = raw_send(sock, buf, len, NULL, 0) < 0 ? CLOSED : probe(sock);
+        got = raw_send(sock, buf, len, NULL, 0) < 0 ? RAW_CLOSED : raw_probe(sock);
         snprintf(what, sizeof(what), "%d PINGs in one datagram", MAX_REQUESTS + 1);
-        report_case(&(Case){ what, CLOSED }, got);
+        report_case(&(Case){ what, RAW_CLOSED }, got);
         close(sock);
         free(buf);
         expect_baseline("oversized");
@@ -390,22 +362,24 @@ static void fds_where_none(void)
                 const char *what;
                 int op, op2, fd_index, fd_index2, nfds, want;
         } cases[] = {
-                { "PING with 1 fd", NETPOLL__V1__OP__OP_PING, 0, 0, 0, 1, CLOSED },
-                { "PING with 253 fds", NETPOLL__V1__OP__OP_PING, 0, 0, 0, 253, CLOSED },
+                { "PING with 1 fd", NETPOLL__V1__OP__OP_PING, 0, 0, 0, 1, RAW_CLOSED },
+                { "PING with 253 fds", NETPOLL__V1__OP__OP_PING, 0, 0, 0, 253, RAW_CLOSED },
                 { "SESSION_STATS with 2 fds", NETPOLL__V1__OP__OP_SESSION_STATS, 0, 0, 0, 2,
-                  CLOSED },
-                { "OPEN with fd_index 1 and 1 fd", NETPOLL__V1__OP__OP_OPEN, 0, 1, 0, 1, CLOSED },
-                { "OPEN with fd_index -1 and 1 fd", NETPOLL__V1__OP__OP_OPEN, 0, -1, 0, 1, CLOSED },
+                  RAW_CLOSED },
+                { "OPEN with fd_index 1 and 1 fd", NETPOLL__V1__OP__OP_OPEN, 0, 1, 0, 1,
+                  RAW_CLOSED },
+                { "OPEN with fd_index -1 and 1 fd", NETPOLL__V1__OP__OP_OPEN, 0, -1, 0, 1,
+                  RAW_CLOSED },
                 { "two OPENs on fd_index 0, 2 fds", NETPOLL__V1__OP__OP_OPEN,
-                  NETPOLL__V1__OP__OP_OPEN, 0, 0, 2, CLOSED },
-                { "OPEN without its fd", NETPOLL__V1__OP__OP_OPEN, 0, 0, 0, 0, CLOSED },
-                { "OPEN with 2 fds", NETPOLL__V1__OP__OP_OPEN, 0, 0, 0, 2, CLOSED },
+                  NETPOLL__V1__OP__OP_OPEN, 0, 0, 2, RAW_CLOSED },
+                { "OPEN without its fd", NETPOLL__V1__OP__OP_OPEN, 0, 0, 0, 0, RAW_CLOSED },
+                { "OPEN with 2 fds", NETPOLL__V1__OP__OP_OPEN, 0, 0, 0, 2, RAW_CLOSED },
                 { "OPEN + PING with 253 fds", NETPOLL__V1__OP__OP_OPEN, NETPOLL__V1__OP__OP_PING, 0,
-                  0, 253, CLOSED },
+                  0, 253, RAW_CLOSED },
                 { "IS_POLL_DESCRIPTOR with its fd", NETPOLL__V1__OP__OP_IS_POLL_DESCRIPTOR, 0, 0, 0,
-                  1, ALIVE },
+                  1, RAW_ALIVE },
                 { "two OPENs on fd_index 1 and 0, 2 fds", NETPOLL__V1__OP__OP_OPEN,
-                  NETPOLL__V1__OP__OP_OPEN, 1, 0, 2, ALIVE },
+                  NETPOLL__V1__OP__OP_OPEN, 1, 0, 2, RAW_ALIVE },
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 Netpoll__V1__Request q[2], *qs[2] = { &q[0], &q[1] };
@@ -416,7 +390,7 @@ static void fds_where_none(void)
                 q[1].fd_index = cases[i].fd_index2;
                 int r = raw_send_requests(sock, qs, cases[i].op2 ? 2 : 1, many,
                                           (size_t)cases[i].nfds);
-                got = r < 0 ? CLOSED : probe(sock);
+                got = r < 0 ? RAW_CLOSED : raw_probe(sock);
                 report_case(&(Case){ cases[i].what, cases[i].want }, got);
                 close(sock);
         }
@@ -430,13 +404,13 @@ static void fds_where_none(void)
                 h.version = 1;
                 m.hello = &h;
                 size_t len = netpoll__v1__client_message__pack(&m, b);
-                got = raw_send(sock, b, len, pipefd, 1) < 0 ? CLOSED : probe(sock);
-                report_case(&(Case){ "hello with 1 fd", CLOSED }, got);
+                got = raw_send(sock, b, len, pipefd, 1) < 0 ? RAW_CLOSED : raw_probe(sock);
+                report_case(&(Case){ "hello with 1 fd", RAW_CLOSED }, got);
         }
         close(sock);
         sock = raw_greeted(dm.sock);
-        got = raw_send(sock, "", 0, pipefd, 2) < 0 ? CLOSED : probe(sock);
-        report_case(&(Case){ "empty datagram with 2 fds", CLOSED }, got);
+        got = raw_send(sock, "", 0, pipefd, 2) < 0 ? RAW_CLOSED : raw_probe(sock);
+        report_case(&(Case){ "empty datagram with 2 fds", RAW_CLOSED }, got);
         close(sock);
         expect_baseline("fds where none belong");
 }
@@ -520,8 +494,8 @@ static void not_pollable(void)
                           : result ? strerror(-result)
                                    : "opened");
         }
-        int got = probe(sock);
-        report_case(&(Case){ "raw connection after the refused opens", ALIVE }, got);
+        int got = raw_probe(sock);
+        report_case(&(Case){ "raw connection after the refused opens", RAW_ALIVE }, got);
         close(sock);
         /* Had the daemon taken the connection's own socket, it would now
          * hold that connection open itself: it could never end. */
@@ -630,8 +604,8 @@ static void out_of_fds(void)
                   : result ? strerror(-result)
                            : "opened",
                   result2 ? strerror(-result2) : "opened");
-        int got = probe(sock);
-        report_case(&(Case){ "raw connection after -EMFILE", ALIVE }, got);
+        int got = raw_probe(sock);
+        report_case(&(Case){ "raw connection after -EMFILE", RAW_ALIVE }, got);
         fault_check(fd_count_of(db.pid) <= 64, "daemon over its fd limit");
 
         /* Release a few: OPEN works again. */

@@ -116,22 +116,7 @@
 #define PROBE_ID 999999
 #define MAX_NOTES 12
 
-/* ---- the seeded generator (splitmix64) ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-        uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-
-        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-        return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static int64_t rng_range(uint64_t *s, int64_t lo, int64_t hi)
-{
-        return lo + (int64_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
+/* ---- the seed of the generator (fault_rng_next) ---- */
 
 static uint64_t pick_seed(void)
 {
@@ -147,8 +132,8 @@ static uint64_t pick_seed(void)
                 return s;
         }
         s = (uint64_t)test_now() ^ ((uint64_t)getpid() << 32);
-        (void)rng_next(&s);
-        return rng_next(&s) % 1000000000;
+        (void)fault_rng_next(&s);
+        return fault_rng_next(&s) % 1000000000;
 }
 
 /* ---- the attackers ---- */
@@ -434,7 +419,7 @@ static int stuck_socket(Attacker *a)
 
 static void act_linger(Attacker *a)
 {
-        int variant = (int)rng_range(&a->rng, 0, 2);
+        int variant = (int)fault_rng_range(&a->rng, 0, 2);
         int fd = stuck_socket(a);
 
         if (fd < 0) {
@@ -504,7 +489,7 @@ static void act_linger(Attacker *a)
 static void act_junk(Attacker *a)
 {
         static uint8_t junk[JUNK_BYTES];
-        size_t len = rng_range(&a->rng, 0, 3) == 0 ? 2 : JUNK_BYTES;
+        size_t len = fault_rng_range(&a->rng, 0, 3) == 0 ? 2 : JUNK_BYTES;
         int fd = att_greeted(a, A_JUNK);
 
         if (fd < 0)
@@ -526,7 +511,7 @@ static void act_junk(Attacker *a)
 
 static void act_empty(Attacker *a)
 {
-        int n = (int)rng_range(&a->rng, 200, 3000), sent = 0;
+        int n = (int)fault_rng_range(&a->rng, 200, 3000), sent = 0;
         int64_t until = test_now() + 2 * NSEC_PER_SEC_F;
         int fd = att_greeted(a, A_EMPTY);
         bool gone = false;
@@ -567,7 +552,7 @@ static const char *const malformed_names[] = {
 
 static void act_malformed(Attacker *a)
 {
-        int variant = (int)rng_range(&a->rng, 0, 4);
+        int variant = (int)fault_rng_range(&a->rng, 0, 4);
         const char *what = malformed_names[variant];
         int fds[3] = { a->pipe[0], a->pipe[1], a->pipe[0] };
         uint8_t buf[128];
@@ -653,8 +638,9 @@ static int fill_eventfds(Attacker *a, np_client *c, int n, int64_t until, int *r
 
 static void act_lists(Attacker *a)
 {
-        int want = a->uid ? (int)rng_range(&a->rng, 1500, 2500) : (int)rng_range(&a->rng, 200, 500);
-        int lists = (int)rng_range(&a->rng, 5, 40), err;
+        int want = a->uid ? (int)fault_rng_range(&a->rng, 1500, 2500)
+                          : (int)fault_rng_range(&a->rng, 200, 500);
+        int lists = (int)fault_rng_range(&a->rng, 5, 40), err;
         np_client *c;
 
         if (att_connect(a, A_LISTS, &c) < 0)
@@ -728,7 +714,7 @@ static void act_pipeline(Attacker *a)
 
 static void act_quota(Attacker *a)
 {
-        int cycles = (int)rng_range(&a->rng, 1, 3);
+        int cycles = (int)fault_rng_range(&a->rng, 1, 3);
 
         for (int k = 0; k < cycles && time_left(a, a->end); k++) {
                 np_client *c = NULL;
@@ -802,7 +788,7 @@ static void act_samepipe(Attacker *a)
                 if (r == 0)
                         d[ok++] = extra;
         }
-        if (rng_range(&a->rng, 0, 1)) {
+        if (fault_rng_range(&a->rng, 0, 1)) {
                 /* Closed, they count no more. */
                 for (int i = 0; i < ok; i++) {
                         r = np_unblock(c, d[i]);
@@ -853,7 +839,7 @@ static void act_notpollable(Attacker *a)
 
 static void act_nohello(Attacker *a)
 {
-        int n = (int)rng_range(&a->rng, 1, 6), fd[6];
+        int n = (int)fault_rng_range(&a->rng, 1, 6), fd[6];
         int64_t t0[6];
         bool done[6] = { false }, said[6] = { false };
         int left = 0;
@@ -921,7 +907,7 @@ static void act_nohello(Attacker *a)
 
 static void act_storm(Attacker *a)
 {
-        int rounds = (int)rng_range(&a->rng, 1, 3);
+        int rounds = (int)fault_rng_range(&a->rng, 1, 3);
         np_client *c[MAX_CONNS_PER_UID];
 
         for (int k = 0; k < rounds && time_left(a, a->end); k++) {
@@ -939,7 +925,7 @@ static void act_storm(Attacker *a)
                         a->r.storm_max = n;
                 if (r < 0 && !limit_refusal(a, r))
                         note(a, A_STORM, "np_connect after %d: %s", n, err_name(r));
-                fault_sleep_ms(rng_range(&a->rng, 0, 200));
+                fault_sleep_ms(fault_rng_range(&a->rng, 0, 200));
                 for (int i = 0; i < n; i++)
                         np_disconnect(c[i]);
         }
@@ -951,9 +937,9 @@ static void __attribute__((noreturn)) attacker_main(Attacker *a, int rep)
         if (pipe2(a->pipe, O_CLOEXEC) < 0)
                 fault_die("pipe: %s", strerror(errno));
         for (int i = 0; i < 100000 && test_now() < a->end; i++) {
-                int act = (int)rng_range(&a->rng, 0, N_ACTIONS - 1);
+                int act = (int)fault_rng_range(&a->rng, 0, N_ACTIONS - 1);
                 for (int k = 0; k < 100 && a->uid == 0 && (act == A_QUOTA || act == A_LINGER); k++)
-                        act = (int)rng_range(&a->rng, 0, N_ACTIONS - 1);
+                        act = (int)fault_rng_range(&a->rng, 0, N_ACTIONS - 1);
                 a->r.actions++;
                 a->r.t[act].runs++;
                 switch (act) {
@@ -1198,8 +1184,8 @@ static void late_add(SemPhase *p, int64_t late)
 /* The deadline ends the wait: NP_ERR_TIMEOUT, never early. */
 static void sem_timeout(Sem *s, SemPhase *p)
 {
-        int64_t ns = rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
-        int how = (int)rng_range(&s->rng, 0, 2);
+        int64_t ns = fault_rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
+        int how = (int)fault_rng_range(&s->rng, 0, 2);
         /* read wait under a read or a both-ways deadline, or a write wait
          * (a pipe's read end is never writable) */
         int dmode = how == 0 ? NP_READ : how == 1 ? NP_RW : NP_WRITE;
@@ -1227,8 +1213,8 @@ static void sem_timeout(Sem *s, SemPhase *p)
  * wait (latched) or from another thread during it. */
 static void sem_write(Sem *s, SemPhase *p, bool latched)
 {
-        int64_t ns = rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
-        int64_t w = (int64_t)(rng_next(&s->rng) % (uint64_t)(ns / 4));
+        int64_t ns = fault_rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
+        int64_t w = (int64_t)(fault_rng_next(&s->rng) % (uint64_t)(ns / 4));
         int64_t t0 = test_now(), wrote;
         Job j;
 
@@ -1276,7 +1262,7 @@ static bool event_is(const np_event *e, const Sem *s, int result)
 /* np_arm + np_poll: the deadline's event, never early. */
 static void sem_arm_timeout(Sem *s, SemPhase *p)
 {
-        int64_t ns = rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
+        int64_t ns = fault_rng_range(&s->rng, 5, 50) * NSEC_PER_MSEC_F;
         int64_t t0 = test_now();
         np_event ev[4];
 
@@ -1308,7 +1294,7 @@ static void sem_arm_write(Sem *s)
         Job j;
 
         sem_expect(s, np_arm(s->c, s->d, NP_READ), 0, "np_arm");
-        job_start(&j, s, test_now() + rng_range(&s->rng, 0, 20) * NSEC_PER_MSEC_F, false);
+        job_start(&j, s, test_now() + fault_rng_range(&s->rng, 0, 20) * NSEC_PER_MSEC_F, false);
         int n = np_poll(s->c, 2 * NSEC_PER_SEC_F, ev, 4);
         pthread_join(j.thread, NULL);
         sem_check(s, j.result == 0, "write: %s", err_name(j.result));
@@ -1329,7 +1315,7 @@ static void sem_unblock(Sem *s)
         /* Bounded: a lost unblock ends in a timeout, which fails. */
         sem_expect(s, np_set_deadline(s->c, s->d, 2 * NSEC_PER_SEC_F, NP_READ), 0,
                    "np_set_deadline");
-        job_start(&j, s, test_now() + rng_range(&s->rng, 0, 20) * NSEC_PER_MSEC_F, true);
+        job_start(&j, s, test_now() + fault_rng_range(&s->rng, 0, 20) * NSEC_PER_MSEC_F, true);
         int r = np_wait(s->c, s->d, NP_READ);
         pthread_join(j.thread, NULL);
         sem_expect(s, j.result, 0, "np_unblock from another thread");
@@ -1365,7 +1351,7 @@ static void *sem_main(void *arg)
         sem_fresh(s);
         for (int i = 0; i < 10000000 && !atomic_load(&s->stop) && !s->broken; i++) {
                 SemPhase *p = &s->ph[atomic_load(&s->phase)];
-                int kind = (int)rng_range(&s->rng, 0, N_SEM - 1);
+                int kind = (int)fault_rng_range(&s->rng, 0, N_SEM - 1);
                 int64_t failed = p->failed;
                 p->runs[kind]++;
                 switch (kind) {
@@ -1552,7 +1538,7 @@ int main(int argc, char **argv)
 
         fault_init(argc, argv, "mix");
         uint64_t seed = pick_seed(), rng = seed;
-        int n_att = (int)rng_range(&rng, MIN_ATTACKERS, MAX_ATTACKERS);
+        int n_att = (int)fault_rng_range(&rng, MIN_ATTACKERS, MAX_ATTACKERS);
         int64_t mix_ns = (fault_quick ? 10 : 40) * NSEC_PER_SEC_F, quiet_ns = mix_ns / 2;
         fault_say("seed %" PRIu64 " (FAULTS_SEED=%" PRIu64 " repeats this run's choices)", seed,
                   seed);
@@ -1601,7 +1587,7 @@ int main(int argc, char **argv)
         FaultVictim *victim = victim_start(dm.sock, VICTIM_INTERVAL_US);
         int base_fds = settle_twice(mon, dm.pid, 3, &st);
         uint64_t base_errors = st.protocol_errors;
-        bool flip = rng_range(&rng, 0, 1);
+        bool flip = fault_rng_range(&rng, 0, 1);
         for (int k = 0; k < n_att; k++)
                 at[k] = (Attacker){ .idx = k,
                                     .uid = ((k & 1) ^ flip) ? FAULT_OTHER_UID : 0,

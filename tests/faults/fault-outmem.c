@@ -26,7 +26,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,11 +67,6 @@ typedef struct PumpReport {
         int64_t read_bytes;                /* replies read (the control) */
         int64_t all_cut_ns; /* attack: when the last connection was cut (0: not all) */
 } PumpReport;
-
-typedef struct Attacker {
-        pid_t pid;
-        int cmd, rep;
-} Attacker;
 
 /* Reads what is queued on fd without blocking (at most 64 datagrams);
  * false when the daemon closed it. */
@@ -171,40 +164,13 @@ static void __attribute__((noreturn)) attacker_main(const char *sock, int n, int
         _exit(0);
 }
 
-static void attacker_start(Attacker *a, const char *sock, int n)
+/* Forks the attacker: a child of another uid running attacker_main. */
+static void attacker_start(FaultChild *a, const char *sock, int n)
 {
-        int cmd[2], rep[2];
+        int cmd, rep;
 
-        if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
-                fault_die("pipe: %s", strerror(errno));
-        a->pid = fork();
-        if (a->pid < 0)
-                fault_die("fork: %s", strerror(errno));
-        if (a->pid == 0) {
-                close(cmd[1]);
-                close(rep[0]);
-                if (setgroups(0, NULL) < 0 || setgid(FAULT_OTHER_UID) < 0 ||
-                    setuid(FAULT_OTHER_UID) < 0)
-                        fault_die("cannot become uid %d: %s", FAULT_OTHER_UID, strerror(errno));
-                prctl(PR_SET_PDEATHSIG, SIGKILL); /* after setuid, which clears it */
-                attacker_main(sock, n, cmd[0], rep[1]);
-        }
-        close(cmd[0]);
-        close(rep[1]);
-        a->cmd = cmd[1];
-        a->rep = rep[0];
-}
-
-/* Closes the command pipe and reaps the child within 10 s. */
-static int attacker_end(Attacker *a)
-{
-        int status = -1;
-
-        close(a->cmd);
-        close(a->rep);
-        status = fault_reap(a->pid, 10000);
-        a->pid = -1;
-        return status;
+        if (fault_child_fork(a, &cmd, &rep))
+                attacker_main(sock, n, cmd, rep);
 }
 
 /* ---- the windows ---- */
@@ -212,7 +178,7 @@ static int attacker_end(Attacker *a)
 typedef struct Run {
         FaultDaemon *dm;
         np_client *mon;
-        Attacker a;
+        FaultChild a;
         int attack_ms, control_ms, base_fds;
         int not_back;
         int64_t worst_all_cut_ns;
@@ -255,11 +221,6 @@ static void run_window(void *arg, bool attack, int round)
                 if (r.all_cut_ns > run->worst_all_cut_ns)
                         run->worst_all_cut_ns = r.all_cut_ns;
         }
-}
-
-static const char *err_name(int e)
-{
-        return e ? strerror(-e) : "none";
 }
 
 /* Lines of the log that name pid and drop a client; the first in *ret_line. */
@@ -341,16 +302,16 @@ int main(int argc, char **argv)
         fault_ab_run(&ab, rounds, run_window, &run);
         int samples;
         int64_t peak = rss_stop(rss, &samples);
-        int status = attacker_end(&run.a);
+        int status = fault_child_end(&run.a);
 
         for (int k = 1; k >= 0; k--) {
                 const PumpReport *s = &run.sum[k];
                 fault_say("%s: %d connections (%d failed: %s), %lld datagrams sent (%.1f MiB of "
                           "replies read), %d cut off, %d sends failed otherwise (%s)",
                           k ? "attacks" : "controls", s->conns, s->connect_failed,
-                          err_name(s->first_connect_error), (long long)s->datagrams,
+                          fault_strerror(s->first_connect_error), (long long)s->datagrams,
                           (double)s->read_bytes / MIB, s->cut, s->send_failed,
-                          err_name(s->first_send_error));
+                          fault_strerror(s->first_send_error));
         }
         if (run.all_cut_windows)
                 fault_say("attacks: all %d connections cut off in %d of %d windows, at most "
@@ -370,8 +331,8 @@ int main(int argc, char **argv)
                 const char *kind = k ? "attacks" : "controls";
                 fault_check(s->connect_failed == 0 && s->send_failed == 0,
                             "%s: %d connects failed (%s), %d sends failed (%s)", kind,
-                            s->connect_failed, err_name(s->first_connect_error), s->send_failed,
-                            err_name(s->first_send_error));
+                            s->connect_failed, fault_strerror(s->first_connect_error),
+                            s->send_failed, fault_strerror(s->first_send_error));
         }
         fault_check(run.sum[1].cut > 0, "no attacking connection was cut off");
         fault_check(named > 0, "no line of the daemon's log names pid %d dropping a client",

@@ -168,6 +168,27 @@ int fault_nofile(void)
                                                                         : (int)rl.rlim_cur;
 }
 
+const char *fault_strerror(int e)
+{
+        return e ? strerror(-e) : "none";
+}
+
+/* ---- a seeded generator ---- */
+
+uint64_t fault_rng_next(uint64_t *s)
+{
+        uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        return z ^ (z >> 31);
+}
+
+int64_t fault_rng_range(uint64_t *s, int64_t lo, int64_t hi)
+{
+        return lo + (int64_t)(fault_rng_next(s) % (uint64_t)(hi - lo + 1));
+}
+
 /* ---- daemon ---- */
 
 const char *fault_daemon_bin(void)
@@ -386,6 +407,12 @@ bool fault_await_stopped(pid_t pid, bool stopped)
         return false;
 }
 
+int64_t fault_idle_cpu(pid_t pid, int64_t ms)
+{
+        int64_t a = test_cpu_ns(pid);
+        fault_sleep_ms(ms);
+        return test_cpu_ns(pid) - a;
+}
 
 /* ---- statistics ---- */
 
@@ -400,9 +427,14 @@ int64_t fault_percentile(int64_t *v, size_t n, double p)
 {
         if (n == 0)
                 return 0;
-        qsort(v, n, sizeof(*v), cmp_i64);
+        fault_sort_i64(v, n);
         size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
         return v[i < n ? i : n - 1];
+}
+
+void fault_sort_i64(int64_t *v, size_t n)
+{
+        qsort(v, n, sizeof(*v), cmp_i64);
 }
 
 /* ---- libnetpoll ---- */
@@ -577,3 +609,41 @@ bool fault_read_full(int fd, void *buf, size_t len, int timeout_ms)
         return got == len;
 }
 
+bool fault_child_fork(FaultChild *ch, int *ret_cmd, int *ret_rep)
+{
+        int cmd[2], rep[2];
+
+        if (pipe2(cmd, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
+                fault_die("pipe: %s", strerror(errno));
+        ch->pid = fork();
+        if (ch->pid < 0)
+                fault_die("fork: %s", strerror(errno));
+        if (ch->pid == 0) {
+                close(cmd[1]);
+                close(rep[0]);
+                if (setgroups(0, NULL) < 0 || setgid(FAULT_OTHER_UID) < 0 ||
+                    setuid(FAULT_OTHER_UID) < 0)
+                        fault_die("cannot become uid %d: %s", FAULT_OTHER_UID, strerror(errno));
+                /* After setuid, which clears it. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                *ret_cmd = cmd[0];
+                *ret_rep = rep[1];
+                return true;
+        }
+        close(cmd[0]);
+        close(rep[1]);
+        ch->cmd = cmd[1];
+        ch->rep = rep[0];
+        return false;
+}
+
+int fault_child_end(FaultChild *ch)
+{
+        int status;
+
+        close(ch->cmd);
+        close(ch->rep);
+        status = fault_reap(ch->pid, 10000);
+        ch->pid = -1;
+        return status;
+}

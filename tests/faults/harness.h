@@ -52,6 +52,18 @@ void fault_sleep_ms(int64_t ms);
 /* The soft RLIMIT_NOFILE of this process, raised to its hard limit first. */
 int fault_nofile(void);
 
+/* strerror(-e) for a negative errno e, "none" for 0: a first error in a
+ * report, where 0 means there was none. */
+const char *fault_strerror(int e);
+
+/* ---- a seeded generator (splitmix64) ---- */
+
+/* The next number of the sequence whose state is *s. */
+uint64_t fault_rng_next(uint64_t *s);
+
+/* Uniform in [lo, hi], from the sequence whose state is *s. */
+int64_t fault_rng_range(uint64_t *s, int64_t lo, int64_t hi);
+
 /* ---- the daemon under test ---- */
 
 typedef struct FaultDaemon {
@@ -95,6 +107,9 @@ bool fault_await_stopped(pid_t pid, bool stopped);
 
 /* fd_count_of (testlib.h) gives a process's open fds. */
 
+/* The CPU time (ns) process pid uses while this process sleeps ms. */
+int64_t fault_idle_cpu(pid_t pid, int64_t ms);
+
 /* test_cpu_ns and test_proc_status_kib (testlib.h) read a process's CPU
  * time and its /proc status fields (VmRSS, in KiB). */
 
@@ -102,6 +117,9 @@ bool fault_await_stopped(pid_t pid, bool stopped);
 
 /* The p-th percentile (0..100) of v[0..n) (sorts v in place); 0 if n == 0. */
 int64_t fault_percentile(int64_t *v, size_t n, double p);
+
+/* Sorts v[0..n) in ascending order. */
+void fault_sort_i64(int64_t *v, size_t n);
 
 /* ---- libnetpoll helpers ---- */
 
@@ -160,6 +178,25 @@ void other_uid_start(OtherUid *o, const char *sock, int attempts, OtherUidReport
 /* Lets the child disconnect and exit; returns its exit status. */
 int other_uid_release(OtherUid *o);
 
+/* A child process of uid/gid FAULT_OTHER_UID driven over two pipes. */
+typedef struct FaultChild {
+        pid_t pid;
+        int cmd; /* write end: commands to it */
+        int rep; /* read end: its reports */
+} FaultChild;
+
+/*
+ * Forks a child that drops its supplementary groups, becomes uid/gid
+ * FAULT_OTHER_UID (or dies saying why) and is SIGKILLed when this process
+ * dies.  In the child returns true, with *ret_cmd and *ret_rep its ends of
+ * the two pipes; in the parent false, with ch filled in.
+ */
+bool fault_child_fork(FaultChild *ch, int *ret_cmd, int *ret_rep);
+
+/* Closes both pipes (the child's cue to end) and reaps the child within
+ * 10 s (then SIGKILLs it): its wait status, or -1. */
+int fault_child_end(FaultChild *ch);
+
 /* ---- raw protocol (raw.c) ---- */
 
 /* test_raw_connect (testlib.h) opens a connection without a handshake. */
@@ -194,7 +231,7 @@ int raw_recv(int sock, int timeout_ms, Netpoll__V1__ServerMessage **ret);
 int raw_await_reply(int sock, uint64_t id, int timeout_ms, int32_t *ret_result, uint64_t *ret_desc);
 
 /* A malloc'd datagram of n PINGs, ids 1..n (replies counted, not
- * matched); its length in *ret_len. */
+ * matched; n may be 0: an empty message); its length in *ret_len. */
 uint8_t *raw_pack_pings(int n, size_t *ret_len);
 
 /* Packs into buf (>= 80 bytes) a datagram of one PING (id) whose Request
@@ -204,3 +241,17 @@ size_t raw_pack_ping_with_unknown(uint8_t *buf, uint64_t id);
 
 /* A request with the given fields (the others zero). */
 Netpoll__V1__Request raw_request(uint64_t id, int op, uint64_t desc, int mode, int64_t ns);
+
+/* What raw_probe finds a raw connection to be. */
+enum { RAW_HUNG = -1, RAW_CLOSED = 0, RAW_ALIVE = 1 };
+
+/* The id of raw_probe's PING. */
+#define RAW_PROBE_ID 999999
+
+/* Sends a PING (id RAW_PROBE_ID) on a greeted raw connection and waits (at
+ * most 3 s) for its reply: RAW_ALIVE; RAW_CLOSED when the daemon closed
+ * the connection (or sent an error) instead; RAW_HUNG when neither came. */
+int raw_probe(int sock);
+
+/* "served", "dropped" or "HUNG", for a raw_probe outcome. */
+const char *raw_probe_name(int o);

@@ -179,8 +179,8 @@ size_t raw_pack_ping_with_unknown(uint8_t *buf, uint64_t id)
 
 uint8_t *raw_pack_pings(int n, size_t *ret_len)
 {
-        Netpoll__V1__Request *q = calloc((size_t)n, sizeof(*q));
-        Netpoll__V1__Request **qs = calloc((size_t)n, sizeof(*qs));
+        Netpoll__V1__Request *q = calloc((size_t)n + 1, sizeof(*q));
+        Netpoll__V1__Request **qs = calloc((size_t)n + 1, sizeof(*qs));
         Netpoll__V1__ClientMessage m = NETPOLL__V1__CLIENT_MESSAGE__INIT;
 
         if (!q || !qs)
@@ -192,7 +192,7 @@ uint8_t *raw_pack_pings(int n, size_t *ret_len)
         m.requests = qs;
         m.n_requests = (size_t)n;
         size_t len = netpoll__v1__client_message__get_packed_size(&m);
-        uint8_t *buf = malloc(len);
+        uint8_t *buf = malloc(len ? len : 1);
         if (!buf)
                 fault_die("out of memory");
         netpoll__v1__client_message__pack(&m, buf);
@@ -200,4 +200,21 @@ uint8_t *raw_pack_pings(int n, size_t *ret_len)
         free(qs);
         *ret_len = len;
         return buf;
+}
+
+int raw_probe(int sock)
+{
+        Netpoll__V1__Request q = raw_request(RAW_PROBE_ID, NETPOLL__V1__OP__OP_PING, 0, 0, 0);
+        Netpoll__V1__Request *qs[1] = { &q };
+        int32_t result;
+
+        if (raw_send_requests(sock, qs, 1, NULL, 0) < 0)
+                return RAW_CLOSED; /* EPIPE: already gone */
+        int r = raw_await_reply(sock, RAW_PROBE_ID, 3000, &result, NULL);
+        return r == 1 ? RAW_ALIVE : r == 0 || r == -EBADMSG ? RAW_CLOSED : RAW_HUNG;
+}
+
+const char *raw_probe_name(int o)
+{
+        return o == RAW_ALIVE ? "served" : o == RAW_CLOSED ? "dropped" : "HUNG";
 }

@@ -173,20 +173,6 @@ static _Atomic int64_t cur_sig, cur_back;
 
 /* ---- small helpers ---- */
 
-static uint64_t rng_next(uint64_t *s)
-{
-        /* splitmix64 */
-        uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-        return z ^ (z >> 31);
-}
-
-static int64_t rng_range(uint64_t *s, int64_t lo, int64_t hi)
-{
-        return lo + (int64_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
-}
-
 static void atomic_max(_Atomic int64_t *m, int64_t v)
 {
         int64_t cur = atomic_load(m);
@@ -324,7 +310,8 @@ static void *waiter_main(void *arg)
                 int r;
 
                 if (d->kind == DESC_DEADLINE) {
-                        ns = rng_range(&d->rng, DEADLINE_MIN_MS, DEADLINE_MAX_MS) * NSEC_PER_MSEC_F;
+                        ns = fault_rng_range(&d->rng, DEADLINE_MIN_MS, DEADLINE_MAX_MS) *
+                             NSEC_PER_MSEC_F;
                         t0 = test_now();
                         r = np_set_deadline(c, d->d, ns, NP_READ);
                         if (r != 0) {
@@ -431,7 +418,7 @@ static void *writer_main(void *arg)
         uint64_t rng = *(uint64_t *)arg;
 
         while (!atomic_load(&writer_stop)) {
-                Desc *d = &descs[rng_next(&rng) % n_descs];
+                Desc *d = &descs[fault_rng_next(&rng) % n_descs];
                 int zero = 0;
                 if (d->kind != DESC_DEADLINE &&
                     atomic_compare_exchange_strong(&d->pending, &zero, 1)) {
@@ -443,7 +430,7 @@ static void *writer_main(void *arg)
                         } else
                                 atomic_fetch_add(&n_writes, 1);
                 }
-                int64_t us = rng_range(&rng, 0, WRITE_EVERY_US);
+                int64_t us = fault_rng_range(&rng, 0, WRITE_EVERY_US);
                 if (us > 0)
                         usleep((useconds_t)us);
         }
@@ -499,7 +486,7 @@ static int churn_round(uint64_t *rng)
                 r = -EPROTO;
                 goto out;
         }
-        if (rng_next(rng) % 2)
+        if (fault_rng_next(rng) % 2)
                 CHURN_CHECK(np_ping(c), "np_ping");
         r = 0;
 out:
@@ -532,7 +519,7 @@ static void *churn_main(void *arg)
                 if (churn_round(&rng) < 0)
                         atomic_fetch_add(&n_churn_errors, 1);
                 atomic_fetch_add(&n_churn_rounds, 1);
-                fault_sleep_ms(rng_range(&rng, 0, 5));
+                fault_sleep_ms(fault_rng_range(&rng, 0, 5));
         }
         return NULL;
 }
@@ -866,13 +853,6 @@ static void scan_lost(void)
 
 /* ---- the figure ---- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-        return x < y ? -1 : x > y;
-}
-
 /* The longest stretch without a wake, from the last wake before t_sig to
  * the first after t_back + GAP_TAIL_NS (log sorted). */
 static int64_t gap_of(const int64_t *log, size_t n, int64_t t_sig, int64_t t_back, int64_t end)
@@ -1046,7 +1026,7 @@ int main(int argc, char **argv)
                         int p[2];
                         d->cl = cl;
                         d->idx = (uint64_t)(d - descs);
-                        d->rng = rng_next(&rng);
+                        d->rng = fault_rng_next(&rng);
                         d->kind = k < n_wait                ? DESC_WAIT
                                   : k < n_wait + n_deadline ? DESC_DEADLINE
                                                             : DESC_ARM;
@@ -1092,7 +1072,7 @@ int main(int argc, char **argv)
                         start_thread(&descs[i].th, waiter_main, &descs[i]);
         for (int i = 0; i < n_clients; i++)
                 start_thread(&clients[i].poller, poller_main, &clients[i]);
-        uint64_t wseed = rng_next(&rng), cseed = rng_next(&rng);
+        uint64_t wseed = fault_rng_next(&rng), cseed = fault_rng_next(&rng);
         pthread_t writer, churn;
         start_thread(&writer, writer_main, &wseed);
         start_thread(&churn, churn_main, &cseed);
@@ -1104,7 +1084,7 @@ int main(int argc, char **argv)
         for (int round = 0; round < n_restarts; round++)
                 for (int j = 0; j < N_KINDS; j++) {
                         int kind = (round + j) % N_KINDS;
-                        fault_sleep_ms(rng_range(&rng, PAUSE_MIN_MS, PAUSE_MAX_MS));
+                        fault_sleep_ms(fault_rng_range(&rng, PAUSE_MIN_MS, PAUSE_MAX_MS));
                         restart_once(&svc, mon, kind, &rs[n_rs++]);
                         scan_lost();
                 }
@@ -1239,12 +1219,9 @@ int main(int argc, char **argv)
         fault_check(closing > 0, "no parked wait ended with NP_ERR_CLOSING");
 
         /* The figures. */
-        qsort(wake_log,
-              (size_t)(atomic_load(&wake_log_n) < WAKE_LOG_MAX ? atomic_load(&wake_log_n)
-                                                               : WAKE_LOG_MAX),
-              sizeof(*wake_log), cmp_i64);
         size_t n_log =
                 atomic_load(&wake_log_n) < WAKE_LOG_MAX ? atomic_load(&wake_log_n) : WAKE_LOG_MAX;
+        fault_sort_i64(wake_log, n_log);
         fault_check(atomic_load(&wake_log_n) <= WAKE_LOG_MAX, "the wake log overflowed");
         for (int i = 0; i < n_rs; i++)
                 rs[i].gap = gap_of(wake_log, n_log, rs[i].t_sig, rs[i].t_back, stop_at);
