@@ -37,6 +37,7 @@ int config_init(Config *c)
                 .socket_mode = 0660,
                 .socket_group = -1,
                 .scheduler_slice_ns = CONFIG_DEFAULT_SLICE_NS,
+                .idle_spin_ns = CONFIG_DEFAULT_IDLE_SPIN_NS,
                 .max_connections = 1024,
                 .max_connections_per_uid = 256,
                 .max_descriptors = 4096,
@@ -121,8 +122,8 @@ static bool parse_u64(const char *v, int base, uint64_t min, uint64_t max, uint6
         return true;
 }
 
-typedef enum KeyType { KEY_U32, KEY_SHARE, KEY_MODE, KEY_DURATION, KEY_SLICE, KEY_PATH, KEY_GROUP, KEY_USERS,
-                       KEY_GROUPS, KEY_LEVEL } KeyType;
+typedef enum KeyType { KEY_U32, KEY_SHARE, KEY_MODE, KEY_DURATION, KEY_SLICE, KEY_SPIN, KEY_PATH,
+                       KEY_GROUP, KEY_USERS, KEY_GROUPS, KEY_LEVEL } KeyType;
 
 typedef struct Key {
         const char *section, *name;
@@ -138,6 +139,7 @@ static const Key keys[] = {
         K("daemon", "socket_group", KEY_GROUP, socket_group, 0, 0),
         K("daemon", "scheduler_slice", KEY_SLICE, scheduler_slice_ns, 100000 /* 100 us */,
           100000000 /* 100 ms */),
+        K("daemon", "idle_spin", KEY_SPIN, idle_spin_ns, 0, CONFIG_MAX_IDLE_SPIN_NS),
         K("limits", "max_connections", KEY_U32, max_connections, 1, 1000000),
         K("limits", "max_connections_per_uid", KEY_U32, max_connections_per_uid, 1, 1000000),
         K("limits", "max_descriptors_per_connection", KEY_U32, max_descriptors, 1,
@@ -282,6 +284,16 @@ static int on_key(void *user, const char *section, const char *name, const char 
                 *(int64_t *)field = ns;
                 return 1;
         }
+        case KEY_SPIN: { /* 0 (never spin) or a duration up to max */
+                int64_t ns;
+                if (parse_duration_ns(value, &ns) < 0 || ns < 0 || ns > (int64_t)k->max)
+                        return fail(p, k->name,
+                                    "expected 0 (no spin) or a duration up to 1ms (e.g. 50us), "
+                                    "got '%s'",
+                                    value);
+                *(int64_t *)field = ns;
+                return 1;
+        }
         case KEY_PATH: {
                 if (value[0] != '/' && strncmp(value, "./", 2) != 0)
                         return fail(p, k->name, "expected an absolute path, got '%s'", value);
@@ -382,15 +394,16 @@ static void format_duration(char *buf, size_t len, int64_t ns)
 
 void config_print(const Config *c, FILE *f)
 {
-        char timeout[32], slice[32];
+        char timeout[32], slice[32], spin[32];
 
         format_duration(timeout, sizeof(timeout), c->handshake_timeout_ns);
         format_duration(slice, sizeof(slice), c->scheduler_slice_ns);
+        format_duration(spin, sizeof(spin), c->idle_spin_ns);
         fprintf(f, "[daemon]\nsocket_path = %s\nsocket_mode = %04o\n", c->socket_path,
                 c->socket_mode);
         if (c->socket_group >= 0)
                 fprintf(f, "socket_group = %" PRId64 "\n", c->socket_group);
-        fprintf(f, "scheduler_slice = %s\n", slice);
+        fprintf(f, "scheduler_slice = %s\nidle_spin = %s\n", slice, spin);
         fprintf(f,
                 "\n[limits]\nmax_connections = %u\nmax_connections_per_uid = %u\n"
                 "max_descriptors_per_connection = %u\nmax_descriptors_per_uid = %u%s\n"

@@ -14,6 +14,9 @@
 #define CONFIG_DEFAULT_SOCKET "/run/netpolld/netpolld.sock"
 /* Longer than any client's default slice (about 0.7-3 ms): cpuslice.h says why. */
 #define CONFIG_DEFAULT_SLICE_NS (20 * 1000000)
+/* The loop's idle spin (poller.c); netpolld.conf(5) gives the measured trade. */
+#define CONFIG_DEFAULT_IDLE_SPIN_NS (50 * 1000)
+#define CONFIG_MAX_IDLE_SPIN_NS (1000 * 1000)
 #define CONFIG_MAX_IDS 64
 
 /* Users or groups named in the [access] section, resolved to ids. */
@@ -33,6 +36,7 @@ typedef struct Config {
         uint32_t socket_mode;  /* permission bits of the socket file we bind */
         int64_t socket_group;  /* gid to chown it to, or -1 */
         int64_t scheduler_slice_ns; /* CPU slice asked of the scheduler, 0: the kernel's default */
+        int64_t idle_spin_ns;       /* longest poll before the loop sleeps, 0: never */
         uint32_t max_connections;
         uint32_t max_connections_per_uid;
         uint32_t max_descriptors;  /* per connection */

@@ -12,6 +12,29 @@
  * budget of events from a group per turn.  In one flat set, epoll's ready
  * list is a FIFO shared by everyone, so a burst of 10,000 events for one
  * client would queue ahead of every other client's single event.
+ *
+ * The idle spin: on a VM whose idle vCPUs halt at once (cpuidle haltpoll
+ * with guest_halt_poll_ns=0), waking a task that sleeps on another vCPU is
+ * an IPI to a halted vCPU, about 20 us until the handler runs there
+ * (tests/bench/README.md has the trace).  An event that comes while the
+ * loop still polls costs no wake at all.  A spin costs CPU, so it adapts:
+ * - its length, as the haltpoll cpuidle governor adapts its poll window:
+ *   kept when the spin caught the event; doubled (from a quarter of the
+ *   maximum) when the loop slept but woke within the maximum, since a
+ *   longer spin would have caught it; halved when it slept longer, down
+ *   to 0.  At rest every sleep is long, so it reaches 0 within a few turns
+ *   and nothing spins until a sleep turns out short again;
+ * - whether to spin at all, as glibc's adaptive mutexes back off: after n
+ *   spins in a row that caught nothing, the next 2^n - 1 turns (at most 63)
+ *   sleep at once; a spin that catches something ends the back-off.  So
+ *   events that keep coming just after the spin gave up cost at most 1/64
+ *   of a spin per turn.
+ * The spin does not yield the CPU: a client the turn woke onto the daemon's
+ * CPU preempts it anyway (its long scheduler_slice, cpuslice.h), and a
+ * sched_yield() between polls, or one before the spin, made the parked wake
+ * 0.2-3 us slower with everything pinned to one CPU (the daemon's spin
+ * shows in its lag).  With scheduler_slice = 0 such a client may wait up to
+ * one spin; the spin then catches nothing, and backs off.
  */
 #include "poller.h"
 
@@ -168,11 +191,84 @@ void poller_wake(Poller *p)
         (void)!write(p->wakefd, &one, sizeof(one));
 }
 
+/* Below this a spin is not worth its first poll. */
+#define SPIN_MIN_NS 1000
+#define SPIN_MAX_MISSES 6
+
+int64_t poller_spin_take(PollerSpin *s, int64_t max_ns)
+{
+        if (max_ns <= 0 || s->budget_ns <= 0)
+                return 0;
+        if (s->skip > 0) {
+                s->skip--;
+                return 0;
+        }
+        return s->budget_ns < max_ns ? s->budget_ns : max_ns;
+}
+
+void poller_spin_done(PollerSpin *s, int64_t max_ns, bool spun, bool caught, int64_t idle_ns)
+{
+        int64_t b;
+
+        if (max_ns <= 0) {
+                *s = (PollerSpin){ .hits = s->hits, .spun = s->spun };
+                return;
+        }
+        if (spun) {
+                s->spun++;
+                if (caught) {
+                        s->hits++;
+                        s->misses = 0;
+                } else {
+                        if (s->misses < SPIN_MAX_MISSES)
+                                s->misses++;
+                        s->skip = (1u << s->misses) - 1;
+                }
+        }
+        if (caught)
+                b = s->budget_ns < max_ns ? s->budget_ns : max_ns;
+        else if (idle_ns <= max_ns) {
+                b = s->budget_ns > 0 ? s->budget_ns * 2 : max_ns / 4;
+                b = b > max_ns ? max_ns : b < SPIN_MIN_NS ? SPIN_MIN_NS : b;
+        } else {
+                b = s->budget_ns / 2;
+                b = b < SPIN_MIN_NS ? 0 : b;
+        }
+        s->budget_ns = b;
+}
+
 int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms)
 {
-        int n = epoll_wait(p->epfd, evs, max, timeout_ms);
+        bool caught = false;
+        int64_t start, spin;
+        int n = 0;
 
-        return n < 0 ? -errno : n;
+        if (timeout_ms == 0 || p->spin_max_ns <= 0) {
+                /* A turn that does not block says nothing about the spin;
+                 * idle_spin = 0 forgets it. */
+                if (p->spin_max_ns <= 0)
+                        poller_spin_done(&p->spin, 0, false, false, 0);
+                n = epoll_wait(p->epfd, evs, max, timeout_ms);
+                return n < 0 ? -errno : n;
+        }
+        start = now_ns();
+        spin = poller_spin_take(&p->spin, p->spin_max_ns);
+        if (spin > 0) {
+                int64_t until = start + spin;
+                do
+                        n = epoll_wait(p->epfd, evs, max, 0);
+                while (n == 0 && now_ns() < until);
+                if (n < 0)
+                        return -errno;
+                caught = n > 0;
+        }
+        if (!caught) {
+                n = epoll_wait(p->epfd, evs, max, timeout_ms);
+                if (n < 0)
+                        return -errno;
+        }
+        poller_spin_done(&p->spin, p->spin_max_ns, spin > 0, caught, now_ns() - start);
+        return n;
 }
 
 bool poller_owns_file(const Poller *p, int fd)

@@ -12,12 +12,24 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
+/* The idle spin's adaptive state (see poller.c). */
+typedef struct PollerSpin {
+        int64_t budget_ns;  /* how long the next spin may last, within the maximum */
+        uint32_t misses;    /* spins in a row that caught nothing */
+        uint32_t skip;      /* turns left without a spin (back-off after misses) */
+        uint64_t hits, spun; /* spins that caught an event, spins in all */
+} PollerSpin;
+
 typedef struct Poller {
         int epfd;
         int wakefd;
         int timerfd;
         int64_t timer_when; /* what the timerfd is armed for; INT64_MAX: disarmed */
         atomic_int wake_sig; /* coalesces poller_wake() calls, as netpollWakeSig */
+        /* Idle spin (poller_wait): the caller sets spin_max_ns (config
+         * idle_spin, 0: never spin); spin is the adaptive state within it. */
+        int64_t spin_max_ns;
+        PollerSpin spin;
 } Poller;
 
 /* Creates the epoll instance, eventfd and timerfd and registers the latter
@@ -66,8 +78,21 @@ void poller_ack_wakeup(Poller *p);
 /* Wakes poller_wait from any thread or a signal handler; coalesced. */
 void poller_wake(Poller *p);
 
-/* epoll_wait; returns the number of events or -errno (EINTR passed on). */
+/*
+ * epoll_wait; returns the number of events or -errno (EINTR passed on).
+ * With spin_max_ns > 0 and a timeout other than 0, it may poll the set
+ * without blocking for as long as the adaptive state allows (at most
+ * spin_max_ns) before it blocks; see poller.c for the rules.
+ */
 int poller_wait(Poller *p, struct epoll_event *evs, int max, int timeout_ms);
+
+/* The spin governor, exposed for its unit test.  poller_spin_take: how
+ * long this turn may spin (0: not at all; a turn in back-off counts down
+ * here).  poller_spin_done: after the turn, given whether it spun, whether
+ * the spin caught the event and how long the loop was idle in all (ns, from
+ * the start of the wait to its return). */
+int64_t poller_spin_take(PollerSpin *s, int64_t max_ns);
+void poller_spin_done(PollerSpin *s, int64_t max_ns, bool spun, bool caught, int64_t idle_ns);
 
 /* Whether fd (borrowed) refers to the same open file as one of the
  * poller's own fds (epoll instance, eventfd, timerfd). */

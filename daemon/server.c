@@ -518,6 +518,7 @@ int server_run(Server *s)
                         timeout = 0;
                 /* The files of fds closed this turn leave the fd store. */
                 fdstore_flush(&s->store);
+                s->poller.spin_max_ns = s->config->idle_spin_ns; /* SIGHUP may change it */
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)

@@ -36,6 +36,7 @@ Suite *suite_fuzzcorpus(void);
 Suite *suite_resume(void);
 Suite *suite_fakesm(void);
 Suite *suite_loop(void);
+Suite *suite_poller(void);
 
 /* Number of open fds of this process (/proc/self/fd). */
 int fd_count(void);

@@ -14,7 +14,7 @@ int main(void)
                 suite_codec,   suite_config,   suite_cpuslice,  suite_api,
                 suite_daemon,  suite_pollctl,  suite_ops,       suite_fuzzcorpus,
                 suite_filecount, suite_resume, suite_fakesm,
-                suite_loop,
+                suite_loop,    suite_poller,
         };
         SRunner *sr = srunner_create(NULL);
 

@@ -60,6 +60,7 @@ static void assert_defaults(const Config *c)
         ck_assert_uint_eq(c->max_connections_per_uid, 256);
         ck_assert_int_eq(c->handshake_timeout_ns, 5000000000LL);
         ck_assert_int_eq(c->scheduler_slice_ns, 20000000LL);
+        ck_assert_int_eq(c->idle_spin_ns, 50000LL);
         ck_assert_uint_eq(c->allow_users.n, 0);
         ck_assert_uint_eq(c->allow_groups.n, 0);
         ck_assert_uint_eq(c->admin_users.n, 0);
@@ -91,6 +92,7 @@ START_TEST(test_config_defaults_without_file)
         ck_assert_ptr_nonnull(strstr(text, "max_connections_per_uid = 256\n"));
         ck_assert_ptr_nonnull(strstr(text, "handshake_timeout = 5s\n"));
         ck_assert_ptr_nonnull(strstr(text, "scheduler_slice = 20ms\n"));
+        ck_assert_ptr_nonnull(strstr(text, "idle_spin = 50us\n"));
         ck_assert_ptr_nonnull(strstr(text, "[access]\n"));
         ck_assert_ptr_nonnull(strstr(text, "allow_users =\n"));
         ck_assert_ptr_nonnull(strstr(text, "admin_groups =\n"));
@@ -385,6 +387,28 @@ START_TEST(test_config_scheduler_slice)
 }
 END_TEST
 
+/* idle_spin: 0 (never spin) or a duration up to 1ms, printed so that it
+ * reads back the same. */
+START_TEST(test_config_idle_spin)
+{
+        static const DurationCase cases[] = { { "0", 0 },          { "0us", 0 },
+                                               { "1us", 1000LL },   { "50us", 50000LL },
+                                               { "1500ns", 1500LL }, { "1ms", 1000000LL } };
+        Config c;
+        char path[64], err[256];
+
+        assert_durations("[daemon]\nidle_spin", offsetof(Config, idle_spin_ns), cases,
+                         sizeof(cases) / sizeof(cases[0]));
+        assert_round_trip("[daemon]\nidle_spin = 20us\n");
+        assert_round_trip("[daemon]\nidle_spin = 0\n");
+        ck_assert_int_eq(load_text(&c, "[daemon]\nidle_spin = 0\n", path, err), 0);
+        char *printed = print_config(&c);
+        ck_assert_ptr_nonnull(strstr(printed, "idle_spin = 0\n"));
+        free(printed);
+        config_done(&c);
+}
+END_TEST
+
 /* A sub-millisecond part of handshake_timeout must survive printing too. */
 START_TEST(test_config_print_round_trips_sub_ms_timeout)
 {
@@ -466,6 +490,9 @@ static const struct {
           "handshake_timeout", NULL },
         { "scheduler_slice below", "[daemon]\nscheduler_slice = 99us\n", 2, "scheduler_slice",
           "99us" },
+        { "idle_spin above", "[daemon]\nidle_spin = 1001us\n", 2, "idle_spin", "1001us" },
+        { "idle_spin negative", "[daemon]\nidle_spin = -1us\n", 2, "idle_spin", NULL },
+        { "idle_spin bad unit", "[daemon]\nidle_spin = 5 parsecs\n", 2, "idle_spin", NULL },
         { "scheduler_slice above", "[daemon]\nscheduler_slice = 101ms\n", 2, "scheduler_slice",
           "101ms" },
         { "scheduler_slice negative", "[daemon]\nscheduler_slice = -1ms\n", 2,
@@ -719,6 +746,7 @@ Suite *suite_config(void)
         tcase_add_test(tc, test_config_uid_descriptor_share);
         tcase_add_test(tc, test_config_print_round_trips_sub_ms_timeout);
         tcase_add_test(tc, test_config_scheduler_slice);
+        tcase_add_test(tc, test_config_idle_spin);
         tcase_add_test(tc, test_config_later_file_overlays_earlier);
         tcase_add_test(tc, test_config_empty_file_keeps_defaults);
         tcase_add_test(tc, test_config_shipped_file_is_valid);

@@ -11,6 +11,7 @@
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -68,6 +69,8 @@ static const char bench_config[] = "[limits]\n"
                                    "max_output_bytes_per_uid = 2147483648\n"
                                    "max_output_bytes_total = 2147483648\n"
                                    "max_descriptors_per_uid = 100%\n";
+
+const char *bench_daemon_config = "";
 
 void bench_die(const char *fmt, ...)
 {
@@ -210,7 +213,7 @@ void bench_daemon_spawn(BenchDaemon *d, const char *tag)
         snprintf(log, sizeof(log), "%s/netpolld-%s.log", bench_opt.out, tag);
         live_add(d);
         f = fopen(d->conf, "we");
-        if (!f || fputs(bench_config, f) < 0 || fclose(f) != 0)
+        if (!f || fputs(bench_config, f) < 0 || fputs(bench_daemon_config, f) < 0 || fclose(f) != 0)
                 bench_die("%s: %s", d->conf, strerror(errno));
 
         d->pid = fork();
@@ -438,3 +441,25 @@ bool wait_until_sleeping(pid_t pid, pid_t tid)
         }
 }
 
+/* ---- placement ---- */
+
+int bench_pin(pid_t pid, const cpu_set_t *set)
+{
+        char path[64];
+        struct dirent *e;
+        int n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        d = opendir(path);
+        if (!d)
+                bench_die("%s: %s", path, strerror(errno));
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.' &&
+                    sched_setaffinity((pid_t)atoi(e->d_name), sizeof(*set), set) == 0)
+                        n++;
+        closedir(d);
+        if (n == 0)
+                bench_die("sched_setaffinity on %d: %s", (int)pid, strerror(errno));
+        return n;
+}

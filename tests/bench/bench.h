@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -61,6 +62,10 @@ typedef struct BenchDaemon {
         char sock[108]; /* socket path */
         char conf[128]; /* the configuration written for it */
 } BenchDaemon;
+
+/* Appended to the configuration bench_daemon_start() writes (INI text,
+ * "" by default), e.g. "[daemon]\nidle_spin = 0\n". */
+extern const char *bench_daemon_config;
 
 /*
  * Starts bench_opt.daemon on a socket in a fresh temporary directory with
@@ -136,3 +141,10 @@ bool wait_until_sleeping(pid_t pid, pid_t tid);
 
 /* test_cpu_ns and test_proc_status_kib (testlib.h) read a process's CPU
  * time and its /proc status fields. */
+
+/* ---- placement ---- */
+
+/* Sets the CPU affinity of every thread of pid (threads it starts later
+ * inherit it from theirs).  Returns how many threads it set; exits through
+ * bench_die() when none. */
+int bench_pin(pid_t pid, const cpu_set_t *set);
