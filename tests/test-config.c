@@ -16,11 +16,7 @@
 static void write_tmp(char *path, const char *text)
 {
         snprintf(path, 64, "/tmp/netpolld-conf-XXXXXX");
-        int fd = mkstemp(path);
-        ck_assert_int_ge(fd, 0);
-        size_t len = strlen(text);
-        ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
-        ck_assert_int_eq(close(fd), 0);
+        test_write_temp(path, text);
 }
 
 /* Prints c through config_print into a malloc'd string. */
@@ -361,6 +357,29 @@ START_TEST(test_config_uid_descriptor_share)
 }
 END_TEST
 
+/* A [daemon] duration key that also takes 0: the cases parse as given,
+ * `key = example` and `key = 0` read back the same once printed, and 0 is
+ * printed as "0". */
+static void assert_duration_key(const char *key, size_t offset, const DurationCase *cases, size_t n,
+                                const char *example)
+{
+        char text[128], want[64], path[64], err[256];
+        Config c;
+
+        snprintf(text, sizeof(text), "[daemon]\n%s", key);
+        assert_durations(text, offset, cases, n);
+        snprintf(text, sizeof(text), "[daemon]\n%s = %s\n", key, example);
+        assert_round_trip(text);
+        snprintf(text, sizeof(text), "[daemon]\n%s = 0\n", key);
+        assert_round_trip(text);
+        ck_assert_int_eq(load_text(&c, text, path, err), 0);
+        char *printed = print_config(&c);
+        snprintf(want, sizeof(want), "%s = 0\n", key);
+        ck_assert_ptr_nonnull(strstr(printed, want));
+        free(printed);
+        config_done(&c);
+}
+
 /* scheduler_slice: 0 (the kernel's default) or 100us..100ms, printed so
  * that it reads back the same. */
 START_TEST(test_config_scheduler_slice)
@@ -372,18 +391,8 @@ START_TEST(test_config_scheduler_slice)
                                                { "2.5ms", 2500000LL },
                                                { "100ms", 100000000LL },
                                                { "0.02", 20000000LL } };
-        Config c;
-        char path[64], err[256];
-
-        assert_durations("[daemon]\nscheduler_slice", offsetof(Config, scheduler_slice_ns), cases,
-                         sizeof(cases) / sizeof(cases[0]));
-        assert_round_trip("[daemon]\nscheduler_slice = 2.5ms\n");
-        assert_round_trip("[daemon]\nscheduler_slice = 0\n");
-        ck_assert_int_eq(load_text(&c, "[daemon]\nscheduler_slice = 0\n", path, err), 0);
-        char *printed = print_config(&c);
-        ck_assert_ptr_nonnull(strstr(printed, "scheduler_slice = 0\n"));
-        free(printed);
-        config_done(&c);
+        assert_duration_key("scheduler_slice", offsetof(Config, scheduler_slice_ns), cases,
+                            sizeof(cases) / sizeof(cases[0]), "2.5ms");
 }
 END_TEST
 
@@ -394,18 +403,8 @@ START_TEST(test_config_idle_spin)
         static const DurationCase cases[] = { { "0", 0 },          { "0us", 0 },
                                                { "1us", 1000LL },   { "50us", 50000LL },
                                                { "1500ns", 1500LL }, { "1ms", 1000000LL } };
-        Config c;
-        char path[64], err[256];
-
-        assert_durations("[daemon]\nidle_spin", offsetof(Config, idle_spin_ns), cases,
-                         sizeof(cases) / sizeof(cases[0]));
-        assert_round_trip("[daemon]\nidle_spin = 20us\n");
-        assert_round_trip("[daemon]\nidle_spin = 0\n");
-        ck_assert_int_eq(load_text(&c, "[daemon]\nidle_spin = 0\n", path, err), 0);
-        char *printed = print_config(&c);
-        ck_assert_ptr_nonnull(strstr(printed, "idle_spin = 0\n"));
-        free(printed);
-        config_done(&c);
+        assert_duration_key("idle_spin", offsetof(Config, idle_spin_ns), cases,
+                            sizeof(cases) / sizeof(cases[0]), "20us");
 }
 END_TEST
 
@@ -732,9 +731,7 @@ Suite *suite_config(void)
         Suite *s = suite_create("config");
         TCase *tc;
 
-        tc = tcase_create("load");
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, 30);
+        tc = test_tcase(s, "load", 30);
         tcase_add_test(tc, test_config_defaults_without_file);
         tcase_add_test(tc, test_config_parses_every_key);
         tcase_add_test(tc, test_config_range_ends_are_accepted);
@@ -750,17 +747,13 @@ Suite *suite_config(void)
         tcase_add_test(tc, test_config_later_file_overlays_earlier);
         tcase_add_test(tc, test_config_empty_file_keeps_defaults);
         tcase_add_test(tc, test_config_shipped_file_is_valid);
-        suite_add_tcase(s, tc);
 
-        tc = tcase_create("errors");
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
-        tcase_set_timeout(tc, 30);
+        tc = test_tcase(s, "errors", 30);
         tcase_add_loop_test(tc, test_config_errors_name_file_line_and_key, 0,
                             (int)(sizeof(bad) / sizeof(bad[0])));
         tcase_add_test(tc, test_config_error_line_after_comments_and_blanks);
         tcase_add_test(tc, test_config_syntax_error_before_bad_key_reports_first);
         tcase_add_test(tc, test_config_bad_file_leaves_config_unchanged);
         tcase_add_test(tc, test_config_missing_file_is_enoent);
-        suite_add_tcase(s, tc);
         return s;
 }

@@ -178,9 +178,8 @@ END_TEST
 Suite *suite_poller(void)
 {
         Suite *s = suite_create("poller");
-        TCase *tc = tcase_create("spin");
+        TCase *tc = test_tcase_default_timeout(s, "spin");
 
-        tcase_add_checked_fixture(tc, fdleak_setup, fdleak_teardown);
         tcase_add_test(tc, test_poller_spin_off_when_max_is_zero);
         tcase_add_test(tc, test_poller_spin_grows_after_short_sleeps);
         tcase_add_test(tc, test_poller_spin_keeps_budget_that_caught);
@@ -189,6 +188,5 @@ Suite *suite_poller(void)
         tcase_add_test(tc, test_poller_wait_spin_takes_pending_event);
         tcase_add_test(tc, test_poller_wait_stops_spinning_at_rest);
         tcase_add_test(tc, test_poller_wait_without_spin_never_polls);
-        suite_add_tcase(s, tc);
         return s;
 }
