@@ -376,15 +376,23 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
         } else if (r == 0) {
                 if (state >= 0)
                         log_warning("fd store: the state passed is not netpolld's; starting afresh");
+                if (state >= 0 && systemd) /* ours goes under the same name */
+                        fdnotify_remove(&st->notify, STATE_NAME);
                 if (st->map)
                         munmap(st->map, st->map_len);
                 st->map = NULL;
                 st->state_fd = safe_close(st->state_fd);
                 fdstore_done(st);
                 r = fdstore_init(st, systemd, max);
-                /* Nothing can be rebuilt without records. */
+                /* Nothing can be rebuilt without records; the carriers
+                 * leave the store with the rest. */
                 for (size_t i = 0; i < k; i++)
                         out[i].kind = STORED_OTHER;
+                for (size_t i = 0; i < nc && systemd && r == 0; i++) {
+                        FdStoreHanded h = { .chunk = UINT32_MAX };
+                        snprintf(h.name, sizeof(h.name), "%s", carriers[i].name);
+                        r = push(&handed, sizeof(h), &nh, &hcap, &h);
+                }
         }
         for (size_t i = 0; i < nc; i++) /* those not taken */
                 safe_close(carriers[i].fd);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -504,6 +506,53 @@ START_TEST(test_resume_carriers_hold_many_fds_and_let_closed_ones_go)
 }
 END_TEST
 
+/* A store whose "state" is not netpolld's (another program's memfd, a
+ * format from the future) cannot be rebuilt: the daemon starts afresh, and
+ * what was passed leaves the store, carriers included, so that it does not
+ * come back at every start. */
+START_TEST(test_resume_foreign_state_starts_afresh_and_empties_the_store)
+{
+        Managed x = { 0 };
+        int sv[2], mfd;
+        char names[256];
+
+        ck_assert_int_eq(fakesm_netpolld_new(&x.d, "np-resume", 16384, false), 0);
+        mfd = memfd_create("not-netpolld", MFD_CLOEXEC);
+        ck_assert_int_ge(mfd, 0);
+        ck_assert_int_eq(write(mfd, "something else entirely", 23), 23);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(fakesm_store_add(x.d.m, mfd, "state", false), 1);
+        ck_assert_int_eq(fakesm_store_add(x.d.m, sv[0], "D0.7", false), 1);
+        ck_assert_int_eq(fakesm_store_add(x.d.m, sv[1], "c0.1", false), 1);
+        close(mfd);
+        close(sv[0]);
+        close(sv[1]);
+        managed_spawn(&x);
+
+        np_client *c;
+        struct np_status st;
+        ck_assert_int_eq(np_connect(x.d.sock, &c), 0);
+        ck_assert_int_eq(np_status(c, &st), 0);
+        ck_assert_uint_eq(st.instance, 1);
+        ck_assert_uint_eq(st.resumed_connections, 0);
+        /* Left: the new state and the carrier of this connection. */
+        ck_assert_int_ge(fakesm_process(x.d.m, 0), 0);
+        ck_assert_int_gt(fakesm_store_names(x.d.m, names, sizeof(names)), 0);
+        ck_assert_uint_eq(fakesm_store_count(x.d.m), 2);
+        ck_assert_uint_eq(fakesm_store_count_name(x.d.m, "D0.7"), 0);
+        ck_assert_uint_eq(fakesm_store_count_name(x.d.m, "c0.1"), 0);
+        ck_assert_uint_eq(fakesm_store_count_name(x.d.m, "C0.1"), 1);
+        ck_assert_uint_eq(fakesm_store_count_name(x.d.m, "state"), 1);
+        char magic[8];
+        int sfd = fakesm_store_fd(x.d.m, "state");
+        ck_assert_int_ge(sfd, 0);
+        ck_assert_int_eq(pread(sfd, magic, sizeof(magic), 0), (ssize_t)sizeof(magic));
+        ck_assert_int_eq(memcmp(magic, "npstate1", 8), 0); /* ours, not the one passed */
+        np_disconnect(c);
+        managed_stop(&x);
+}
+END_TEST
+
 Suite *suite_resume(void)
 {
         Suite *s = suite_create("resume");
@@ -518,5 +567,6 @@ Suite *suite_resume(void)
         tcase_add_test(tc, test_resume_gone_and_half_connected_clients);
         tcase_add_test(tc, test_resume_store_full_ends_that_connection_at_a_restart);
         tcase_add_test(tc, test_resume_carriers_hold_many_fds_and_let_closed_ones_go);
+        tcase_add_test(tc, test_resume_foreign_state_starts_afresh_and_empties_the_store);
         return s;
 }
