@@ -60,7 +60,7 @@ NP_WARN_STRICT := -Wshadow -Wconversion -Wmissing-prototypes -Wstrict-prototypes
 NP_WFLAGS      := $(if $(filter 1 yes,$(WERROR)),-Werror $(NP_WARN_STRICT))
 
 DAEMON_SRCS := daemon/access.c daemon/account.c daemon/admin.c daemon/admin-descs.c daemon/closer.c daemon/codec.c daemon/config.c daemon/cpuslice.c daemon/env.c daemon/fdcarrier.c daemon/fdnotify.c daemon/fdstore.c daemon/filecount.c daemon/listener.c \
-               daemon/log.c daemon/notify.c daemon/pollcache.c daemon/poller.c daemon/pollops.c \
+               daemon/log.c daemon/manifest.c daemon/notify.c daemon/pollcache.c daemon/poller.c daemon/pollops.c \
                daemon/restore.c daemon/server.c daemon/session.c daemon/session-out.c daemon/session-request.c \
                daemon/timers.c
 COMMON_SRCS := common/arena.c

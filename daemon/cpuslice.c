@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "log.h"
+
 static int attr_get(struct sched_attr *ret)
 {
         struct sched_attr a;
@@ -69,4 +71,40 @@ int cpuslice_set(int64_t ns, CpuSlice *ret)
                         .policy = (int)a.sched_policy,
                 };
         return (int)outcome;
+}
+
+static const char *policy_name(int policy)
+{
+        switch (policy) {
+        case SCHED_FIFO:
+                return "SCHED_FIFO";
+        case SCHED_RR:
+                return "SCHED_RR";
+        case SCHED_IDLE:
+                return "SCHED_IDLE";
+        case SCHED_DEADLINE:
+                return "SCHED_DEADLINE";
+        default:
+                return "a policy other than SCHED_OTHER and SCHED_BATCH";
+        }
+}
+
+void cpuslice_apply(int64_t ns)
+{
+        CpuSlice got;
+        int r = cpuslice_set(ns, &got);
+
+        if (r < 0)
+                log_warning("cannot set the scheduler slice (scheduler_slice = %g ms): %s%s",
+                            (double)ns / 1e6, strerror(-r),
+                            r == -EPERM ? " (a seccomp filter? allow sched_setattr)" : "");
+        else if (r == CPUSLICE_APPLIED)
+                log_info("scheduler slice %g ms%s", (double)got.kernel_ns / 1e6,
+                         ns ? "" : " (the kernel's default)");
+        else if (r == CPUSLICE_POLICY)
+                log_notice("scheduler_slice ignored: netpolld runs under %s",
+                           policy_name(got.policy));
+        else if (ns)
+                log_notice("scheduler_slice ignored: this kernel has no per-task slices "
+                           "(Linux 6.12 or later has)");
 }

@@ -33,3 +33,7 @@ typedef struct CpuSlice {
  * kernel reports afterwards.  Returns a CpuSliceOutcome, or -errno (-EPERM
  * under a seccomp filter that denies sched_setattr). */
 int cpuslice_set(int64_t ns, CpuSlice *ret);
+
+/* cpuslice_set for ns, and a log line that says what came of it (a
+ * warning when the kernel refused, a notice when it does not apply). */
+void cpuslice_apply(int64_t ns);

@@ -18,12 +18,12 @@
 
 #include "fdcarrier.h"
 #include "fdnotify.h"
+#include "manifest.h"
 
 #include "../common/cleanup.h"
 #include "log.h"
 
 #define STATE_NAME "state"
-#define MANIFEST_ENV "NETPOLLD_MANIFEST_FD"
 #define STATE_MAGIC "npstate1"
 #define HEADER_BYTES 4096u
 #define CONN_OFF ((size_t)HEADER_BYTES)
@@ -123,82 +123,19 @@ static StoredKind parse_name(const char *name, uint32_t *index, uint32_t *gen)
         return (StoredKind)name[0];
 }
 
-/* The fds an in-place upgrade passed: "FD NAME" lines in a memfd. */
-static int read_manifest(int mfd, int **ret_fds, char ***ret_names, size_t *ret_n)
-{
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 0;
-        int *fds = NULL;
-        char **names = NULL;
-        size_t n = 0;
-
-        for (;;) {
-                if (len + 4096 > cap) {
-                        cap = cap ? cap * 2 : 65536;
-                        char *b = realloc(buf, cap + 1);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                }
-                ssize_t k = pread(mfd, buf + len, cap - len, (off_t)len);
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                len += (size_t)k;
-        }
-        buf[len] = '\0';
-        for (char *line = buf, *next; line && *line; line = next) {
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = '\0';
-                char name[64];
-                int fd;
-                if (sscanf(line, "%d %63s", &fd, name) != 2 || fd < 0)
-                        continue;
-                int *f = realloc(fds, (n + 1) * sizeof(*fds));
-                if (f)
-                        fds = f;
-                char **nm = f ? realloc(names, (n + 1) * sizeof(*names)) : NULL;
-                if (nm)
-                        names = nm;
-                char *dup = nm ? strdup(name) : NULL;
-                if (!dup) {
-                        for (size_t i = 0; i < n; i++)
-                                free(names[i]);
-                        free(names);
-                        free(fds);
-                        return -ENOMEM;
-                }
-                fds[n] = fd;
-                names[n++] = dup;
-        }
-        *ret_fds = fds;
-        *ret_names = names;
-        *ret_n = n;
-        return 0;
-}
-
 /* The fds passed and their names: an in-place upgrade's manifest, or
  * systemd's LISTEN_FDS (then every name is in the store). */
 static int passed_fds(bool systemd, int **ret_fds, char ***ret_names, size_t *ret_n,
                       bool *ret_from_store)
 {
-        const char *m = getenv(MANIFEST_ENV);
-        int r;
-
         *ret_fds = NULL;
         *ret_names = NULL;
         *ret_n = 0;
         *ret_from_store = false;
-        if (m) {
-                int mfd = atoi(m);
-                unsetenv(MANIFEST_ENV);
-                r = read_manifest(mfd, ret_fds, ret_names, ret_n);
-                safe_close(mfd);
-                if (r < 0)
-                        return r;
-        } else if (systemd) {
+        int r = manifest_take(ret_fds, ret_names, ret_n);
+        if (r < 0)
+                return r;
+        if (r == 0 && systemd) {
                 r = sd_listen_fds_with_names(1, ret_names);
                 if (r < 0)
                         return r;
@@ -572,31 +509,22 @@ void fdstore_flush(FdStore *st)
         carrier_set_flush(&st->descs, &st->notify);
 }
 
-static void manifest_line(FILE *f, int fd, const char *name)
-{
-        fprintf(f, "%d %s\n", fd, name);
-        (void)fcntl(fd, F_SETFD, 0);
-}
-
 int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen_fd, char *env,
                           size_t envlen)
 {
-        int mfd = memfd_create("netpolld-manifest", 0); /* inherited by the exec */
-        if (mfd < 0)
-                return -errno;
-        FILE *f = fdopen(dup(mfd), "w");
-        if (!f) {
-                safe_close(mfd);
-                return -ENOMEM;
-        }
+        Manifest m;
+        int r = manifest_begin(&m);
+
+        if (r < 0)
+                return r;
         if (st->state_fd >= 0)
-                manifest_line(f, st->state_fd, STATE_NAME);
+                manifest_add(&m, st->state_fd, STATE_NAME);
         if (listen_fd >= 0)
-                manifest_line(f, listen_fd, "listen");
+                manifest_add(&m, listen_fd, "listen");
         /* With the fd store, the carriers hold every fd: they pass as they
          * are, and the next instance reads them as after a restart. */
         for (size_t i = 0; i < n && !st->notify.on; i++)
-                manifest_line(f, fds[i].fd, fds[i].name);
+                manifest_add(&m, fds[i].fd, fds[i].name);
         const CarrierSet *sets[] = { &st->conns, &st->descs };
         for (size_t s = 0; s < 2; s++)
                 for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++) {
@@ -605,12 +533,7 @@ int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen
                         if (ch->fd < 0)
                                 continue;
                         carrier_name(sets[s]->kind, (uint32_t)k, ch->gen, name, sizeof(name));
-                        manifest_line(f, ch->fd, name);
+                        manifest_add(&m, ch->fd, name);
                 }
-        if (fclose(f) != 0) {
-                safe_close(mfd);
-                return -EIO;
-        }
-        snprintf(env, envlen, MANIFEST_ENV "=%d", mfd);
-        return 0;
+        return manifest_end(&m, env, envlen);
 }

@@ -22,6 +22,7 @@
 
 #include "../common/cleanup.h"
 #include "log.h"
+#include "manifest.h"
 #include "env.h"
 #include "session.h"
 
@@ -202,7 +203,7 @@ int server_exec(Server *s, char *const argv[])
         execv(s->source.exe, argv);
         r = -errno;
         log_error("cannot execute %s: %s; this instance goes on", s->source.exe, strerror(-r));
-        unsetenv("NETPOLLD_MANIFEST_FD");
+        unsetenv(MANIFEST_ENV);
         /* Close-on-exec again, and the manifest goes. */
         (void)fcntl(s->listen_fd, F_SETFD, FD_CLOEXEC);
         (void)fcntl(s->store.state_fd, F_SETFD, FD_CLOEXEC);

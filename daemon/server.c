@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,41 +207,9 @@ void server_apply_limits(Server *s)
                 s->fd_limit_uid = s->fd_limit_clients;
 }
 
-static const char *policy_name(int policy)
-{
-        switch (policy) {
-        case SCHED_FIFO:
-                return "SCHED_FIFO";
-        case SCHED_RR:
-                return "SCHED_RR";
-        case SCHED_IDLE:
-                return "SCHED_IDLE";
-        case SCHED_DEADLINE:
-                return "SCHED_DEADLINE";
-        default:
-                return "a policy other than SCHED_OTHER and SCHED_BATCH";
-        }
-}
-
 void server_apply_slice(const Server *s)
 {
-        int64_t ns = s->config->scheduler_slice_ns;
-        CpuSlice got;
-        int r = cpuslice_set(ns, &got);
-
-        if (r < 0)
-                log_warning("cannot set the scheduler slice (scheduler_slice = %g ms): %s%s",
-                            (double)ns / 1e6, strerror(-r),
-                            r == -EPERM ? " (a seccomp filter? allow sched_setattr)" : "");
-        else if (r == CPUSLICE_APPLIED)
-                log_info("scheduler slice %g ms%s", (double)got.kernel_ns / 1e6,
-                         ns ? "" : " (the kernel's default)");
-        else if (r == CPUSLICE_POLICY)
-                log_notice("scheduler_slice ignored: netpolld runs under %s",
-                           policy_name(got.policy));
-        else if (ns)
-                log_notice("scheduler_slice ignored: this kernel has no per-task slices "
-                           "(Linux 6.12 or later has)");
+        cpuslice_apply(s->config->scheduler_slice_ns);
 }
 
 /* SIGHUP: re-reads the configuration; limits, access and log level apply
