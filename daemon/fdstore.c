@@ -537,3 +537,15 @@ int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen
                 }
         return manifest_end(&m, env, envlen);
 }
+
+void fdstore_exec_failed(FdStore *st)
+{
+        const CarrierSet *sets[] = { &st->conns, &st->descs };
+
+        if (st->state_fd >= 0)
+                (void)fcntl(st->state_fd, F_SETFD, FD_CLOEXEC);
+        for (size_t s = 0; s < 2; s++)
+                for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++)
+                        if (sets[s]->chunks[k].fd >= 0)
+                                (void)fcntl(sets[s]->chunks[k].fd, F_SETFD, FD_CLOEXEC);
+}

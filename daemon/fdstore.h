@@ -133,3 +133,6 @@ void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len
  * -errno. */
 int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen_fd,
                           char *env, size_t envlen);
+/* The exec did not happen: what the manifest made inheritable (the state
+ * memfd, the carriers) is close-on-exec again. */
+void fdstore_exec_failed(FdStore *st);

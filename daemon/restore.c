@@ -206,7 +206,7 @@ int server_exec(Server *s, char *const argv[])
         unsetenv(MANIFEST_ENV);
         /* Close-on-exec again, and the manifest goes. */
         (void)fcntl(s->listen_fd, F_SETFD, FD_CLOEXEC);
-        (void)fcntl(s->store.state_fd, F_SETFD, FD_CLOEXEC);
+        fdstore_exec_failed(&s->store);
         for (size_t i = 0; i < n; i++)
                 (void)fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
         const char *eq = strchr(env, '=');

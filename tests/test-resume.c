@@ -4,6 +4,7 @@
  * killed and started again; parked waits, armed waits and deadlines carry
  * on as if nothing happened.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -553,6 +554,81 @@ START_TEST(test_resume_foreign_state_starts_afresh_and_empties_the_store)
 }
 END_TEST
 
+/* The daemon's fds a child would inherit (no FD_CLOEXEC), beyond 0-2. */
+static int inheritable_fds(pid_t pid)
+{
+        char dir[64];
+        int n = 0;
+
+        snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)pid);
+        DIR *d = opendir(dir);
+        ck_assert_ptr_nonnull(d);
+        for (struct dirent *e; (e = readdir(d));) {
+                char path[320], line[128];
+                if (e->d_name[0] == '.' || atoi(e->d_name) <= 2)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                FILE *f = fopen(path, "re");
+                if (!f)
+                        continue; /* gone meanwhile */
+                while (fgets(line, sizeof(line), f))
+                        if (strncmp(line, "flags:", 6) == 0 && !(strtoul(line + 6, NULL, 8) & O_CLOEXEC))
+                                n++;
+                fclose(f);
+        }
+        closedir(d);
+        return n;
+}
+
+/* An upgrade whose binary is gone: this instance goes on serving, and what
+ * the manifest made inheritable (the state, the carriers, every fd) is
+ * close-on-exec again. */
+START_TEST(test_resume_failed_upgrade_goes_on_and_leaves_nothing_inheritable)
+{
+        enum { N = 70 };
+        Managed x = { 0 };
+        char bin[96];
+        np_client *c;
+        np_desc ds[N];
+        int p[N][2];
+        struct np_status st;
+
+        ck_assert_int_eq(fakesm_netpolld_new(&x.d, "np-resume", 16384, false), 0);
+        snprintf(bin, sizeof(bin), "%s/netpolld-copy", x.d.dir);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", test_daemon_bin(), bin);
+        ck_assert_int_eq(system(cmd), 0);
+        char *const argv[] = { bin, (char *)"--fd-store=16384", (char *)"--socket", x.d.sock,
+                               (char *)"--log-level", (char *)"warning", NULL };
+        ck_assert_int_eq(fakesm_netpolld_spawn(&x.d, argv, 10000), 0);
+        ck_assert_int_eq(np_connect(x.d.sock, &c), 0);
+        for (int i = 0; i < N; i++) {
+                ck_assert_int_eq(pipe2(p[i], O_CLOEXEC | O_NONBLOCK), 0);
+                ck_assert_int_eq(np_open(c, p[i][0], (uint64_t)i, &ds[i]), 0);
+        }
+        int before = inheritable_fds(x.d.pid);
+
+        ck_assert_int_eq(unlink(bin), 0);
+        ck_assert_int_eq(kill(x.d.pid, SIGUSR2), 0);
+        /* It answers, as the same instance, once the attempt is over. */
+        for (int i = 0; i < 50; i++) {
+                usleep(20000);
+                ck_assert_int_eq(np_status(c, &st), 0);
+        }
+        ck_assert_uint_eq(st.instance, 1);
+        ck_assert_uint_eq(st.descriptors, N);
+        ck_assert_int_eq(inheritable_fds(x.d.pid), before);
+        ck_assert_int_eq(write(p[N - 1][1], "x", 1), 1);
+        ck_assert_int_eq(np_wait(c, ds[N - 1], NP_READ), NP_OK);
+        np_disconnect(c);
+        for (int i = 0; i < N; i++) {
+                close(p[i][0]);
+                close(p[i][1]);
+        }
+        managed_stop(&x);
+}
+END_TEST
+
 Suite *suite_resume(void)
 {
         Suite *s = suite_create("resume");
@@ -568,5 +644,6 @@ Suite *suite_resume(void)
         tcase_add_test(tc, test_resume_store_full_ends_that_connection_at_a_restart);
         tcase_add_test(tc, test_resume_carriers_hold_many_fds_and_let_closed_ones_go);
         tcase_add_test(tc, test_resume_foreign_state_starts_afresh_and_empties_the_store);
+        tcase_add_test(tc, test_resume_failed_upgrade_goes_on_and_leaves_nothing_inheritable);
         return s;
 }
