@@ -398,10 +398,10 @@ END_TEST
 
 /* A store that is full costs a connection its restarts, not its service:
  * its opens go on, and a restart ends it cleanly (a parked wait ends
- * closing) while a connection that fitted is resumed.  8 fds: the state,
- * the connections' carrier, the first 64 descriptor slots' carrier;
- * descriptor slot 64 needs a new carrier, which does not fit (a new chunk
- * leaves the store's last place free). */
+ * closing) while a connection that fitted is resumed.  A store of 4
+ * entries: the state, the connections' carrier, the first 64 descriptor
+ * slots' carrier; descriptor slot 64 needs a new carrier, which does not
+ * fit (a new chunk leaves the store's last place free). */
 START_TEST(test_resume_store_full_ends_that_connection_at_a_restart)
 {
         enum { BIG = 70 };
