@@ -152,6 +152,7 @@ int server_init(Server *s, Config *config, const ConfigSource *source)
         r = poller_init(&s->poller);
         if (r < 0)
                 return r;
+        s->poller.spin_max_ns = config->idle_spin_ns;
         r = arena_init(&s->arena, ARENA_BYTES);
         if (r < 0)
                 return r;
@@ -244,6 +245,7 @@ static void server_reload(Server *s)
                 /* Every time, not only on a change: it may have failed
                  * before, or the slice may have been changed from outside. */
                 server_apply_slice(s);
+                s->poller.spin_max_ns = cur->idle_spin_ns;
                 s->handshake_due = 0; /* handshake_timeout may have changed */
                 server_apply_limits(s);
                 for (Session *w = s->watchers; w; w = w->next_watcher)
@@ -485,7 +487,6 @@ int server_run(Server *s)
                         timeout = 0;
                 /* The files of fds closed this turn leave the fd store. */
                 fdstore_flush(&s->store);
-                s->poller.spin_max_ns = s->config->idle_spin_ns; /* SIGHUP may change it */
                 int n = poller_wait(&s->poller, evs, MAX_EVENTS, timeout);
                 if (n < 0) {
                         if (n == -EINTR)
