@@ -38,31 +38,6 @@ void carrier_set_done(CarrierSet *cs)
         *cs = (CarrierSet){ .kind = cs->kind };
 }
 
-void carrier_name(char kind, uint32_t chunk, uint32_t gen, char *buf, size_t len)
-{
-        snprintf(buf, len, "%c%" PRIx32 ".%" PRIx32, kind, chunk, gen);
-}
-
-char carrier_parse_name(const char *name, uint32_t *chunk, uint32_t *gen)
-{
-        unsigned long c, g;
-        char *end;
-
-        if (name[0] != 'C' && name[0] != 'D')
-                return 0;
-        errno = 0;
-        c = strtoul(name + 1, &end, 16);
-        if (errno || end == name + 1 || *end != '.' || c > UINT32_MAX)
-                return 0;
-        const char *gp = end + 1;
-        g = strtoul(gp, &end, 16);
-        if (errno || end == gp || *end || g == 0 || g > UINT32_MAX)
-                return 0;
-        *chunk = (uint32_t)c;
-        *gen = (uint32_t)g;
-        return name[0];
-}
-
 /* Room for slot index. */
 static int grow(CarrierSet *cs, uint32_t index)
 {
@@ -176,7 +151,7 @@ static int replace(CarrierSet *cs, FdNotify *n, uint32_t k)
         if (sock < 0)
                 return sock;
         r = send_chunk(cs, k, sock, &m);
-        carrier_name(cs->kind, k, ch->gen + 1, name, sizeof(name));
+        fdnotify_name(cs->kind, k, ch->gen + 1, name, sizeof(name));
         /* Replacing a carrier may take the store's last place (the old one
          * goes right after); a new chunk leaves it free. */
         if (r == 0)
@@ -186,7 +161,7 @@ static int replace(CarrierSet *cs, FdNotify *n, uint32_t k)
                 return r;
         }
         if (ch->fd >= 0) {
-                carrier_name(cs->kind, k, ch->gen, name, sizeof(name));
+                fdnotify_name(cs->kind, k, ch->gen, name, sizeof(name));
                 fdnotify_remove(n, name);
                 safe_close(ch->fd);
         }

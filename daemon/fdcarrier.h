@@ -78,10 +78,6 @@ void carrier_set_resume(CarrierSet *cs, FdNotify *n,
                         void (*remove)(void *userdata, char kind, uint32_t chunk),
                         void *userdata);
 
-/* The name of a chunk's carrier. */
-void carrier_name(char kind, uint32_t chunk, uint32_t gen, char *buf, size_t len);
-/* Parses a carrier's name: its kind's letter, or 0 when it is not one. */
-char carrier_parse_name(const char *name, uint32_t *chunk, uint32_t *gen);
 
 /* Every fd a carrier holds, and its entry, read without taking them out:
  * *ret_fds are new fds (close-on-exec); *ret_msgs counts the messages.

@@ -9,6 +9,7 @@
 #include "fdnotify.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,31 @@ int fdnotify_store(FdNotify *n, const char *name, int fd, uint32_t spare)
         if (r == 0)
                 fdnotify_count(n, name);
         return r;
+}
+
+void fdnotify_name(char kind, uint32_t number, uint32_t gen, char *buf, size_t len)
+{
+        snprintf(buf, len, "%c%" PRIx32 ".%" PRIx32, kind, number, gen);
+}
+
+char fdnotify_parse_name(const char *name, const char *kinds, uint32_t *number, uint32_t *gen)
+{
+        unsigned long i, g;
+        char *end;
+
+        if (!name[0] || !strchr(kinds, name[0]))
+                return 0;
+        errno = 0;
+        i = strtoul(name + 1, &end, 16);
+        if (errno || end == name + 1 || *end != '.' || i > UINT32_MAX)
+                return 0;
+        const char *gp = end + 1;
+        g = strtoul(gp, &end, 16);
+        if (errno || end == gp || *end || g > UINT32_MAX)
+                return 0;
+        *number = (uint32_t)i;
+        *gen = (uint32_t)g;
+        return name[0];
 }
 
 void fdnotify_remove(FdNotify *n, const char *name)

@@ -33,3 +33,10 @@ int fdnotify_store(FdNotify *n, const char *name, int fd, uint32_t spare);
 void fdnotify_remove(FdNotify *n, const char *name);
 /* Counts a fd that is in the store already (handed over at start). */
 void fdnotify_count(FdNotify *n, const char *name);
+
+/* netpolld's names in the store: a kind letter, a number and a generation,
+ * "<kind><number>.<generation>" in hex (a carrier "D1f.3", a descriptor
+ * slot "d7c0.5"). */
+void fdnotify_name(char kind, uint32_t number, uint32_t gen, char *buf, size_t len);
+/* Parses such a name whose kind is one of kinds: the kind, or 0. */
+char fdnotify_parse_name(const char *name, const char *kinds, uint32_t *number, uint32_t *gen);

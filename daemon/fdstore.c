@@ -54,11 +54,6 @@ static FdStoreDesc *desc_at(const FdStore *st, uint32_t index)
         return (FdStoreDesc *)(st->map + DESC_OFF) + index;
 }
 
-void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len)
-{
-        snprintf(buf, len, "%c%" PRIx32 ".%" PRIx32, kind, index, gen);
-}
-
 static int map_state(FdStore *st)
 {
         void *p = mmap(NULL, STATE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, st->state_fd, 0);
@@ -101,26 +96,6 @@ static bool is_listener(int fd)
         socklen_t len = sizeof(on);
 
         return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
-}
-
-static StoredKind parse_name(const char *name, uint32_t *index, uint32_t *gen)
-{
-        unsigned long i, g;
-        char *end;
-
-        if (name[0] != STORED_CONN && name[0] != STORED_DESC)
-                return STORED_OTHER;
-        errno = 0;
-        i = strtoul(name + 1, &end, 16);
-        if (errno || end == name + 1 || *end != '.')
-                return STORED_OTHER;
-        const char *gp = end + 1;
-        g = strtoul(gp, &end, 16);
-        if (errno || end == gp || *end || i > UINT32_MAX || g > UINT32_MAX)
-                return STORED_OTHER;
-        *index = (uint32_t)i;
-        *gen = (uint32_t)g;
-        return (StoredKind)name[0];
 }
 
 /* The fds passed and their names: an in-place upgrade's manifest, or
@@ -180,6 +155,41 @@ static int by_slot(const void *a, const void *b)
         return x->gen < y->gen ? -1 : x->gen > y->gen;
 }
 
+/* Calls fn with the fd and name of every carrier this instance holds. */
+static void each_carrier(const FdStore *st, void (*fn)(void *userdata, int fd, const char *name),
+                         void *userdata)
+{
+        const CarrierSet *sets[] = { &st->conns, &st->descs };
+
+        for (size_t s = 0; s < 2; s++)
+                for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++) {
+                        const Carrier *ch = &sets[s]->chunks[k];
+                        char name[32];
+                        if (ch->fd < 0)
+                                continue;
+                        fdnotify_name(sets[s]->kind, (uint32_t)k, ch->gen, name, sizeof(name));
+                        fn(userdata, ch->fd, name);
+                }
+}
+
+static void count_carrier(void *notify, int fd, const char *name)
+{
+        (void)fd;
+        fdnotify_count(notify, name);
+}
+
+static void manifest_carrier(void *manifest, int fd, const char *name)
+{
+        manifest_add(manifest, fd, name);
+}
+
+static void cloexec_carrier(void *unused, int fd, const char *name)
+{
+        (void)unused;
+        (void)name;
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 static int by_carrier(const void *a, const void *b)
 {
         const StoredFd *x = a, *y = b;
@@ -228,7 +238,7 @@ static int unpack(FdStore *st, StoredFd *carriers, size_t nc, StoredFd **out, si
                 for (size_t j = 0; j < m; j++) {
                         StoredFd sf = { .fd = fds[j], .index = e[j].index, .gen = e[j].gen,
                                         .kind = c->kind == 'C' ? STORED_CONN : STORED_DESC };
-                        fdstore_name((char)sf.kind, sf.index, sf.gen, sf.name, sizeof(sf.name));
+                        fdnotify_name((char)sf.kind, sf.index, sf.gen, sf.name, sizeof(sf.name));
                         if (sf.index / CARRIER_SLOTS != c->index) { /* not this chunk's */
                                 safe_close(sf.fd);
                                 continue;
@@ -274,7 +284,8 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
                 }
                 snprintf(sf.name, sizeof(sf.name), "%s", name);
                 snprintf(h.name, sizeof(h.name), "%s", name);
-                if ((ck = carrier_parse_name(name, &sf.index, &sf.gen))) {
+                /* Carriers count generations from 1. */
+                if ((ck = fdnotify_parse_name(name, "CD", &sf.index, &sf.gen)) && sf.gen) {
                         /* in the store whichever way it came */
                         sf.kind = (StoredKind)ck;
                         if (r == 0)
@@ -283,7 +294,7 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
                                 safe_close(sf.fd);
                         continue;
                 }
-                sf.kind = parse_name(name, &sf.index, &sf.gen);
+                sf.kind = (StoredKind)fdnotify_parse_name(name, "cd", &sf.index, &sf.gen);
                 if (sf.kind != STORED_OTHER) { /* one fd per name: an older instance's */
                         h.kind = (char)(sf.kind - 'a' + 'A');
                         h.chunk = sf.index / CARRIER_SLOTS;
@@ -337,16 +348,7 @@ int fdstore_adopt(FdStore *st, bool systemd, uint32_t max, StoredFd **ret, size_
         /* What the store holds now. */
         for (size_t i = 0; systemd && i < nh; i++)
                 fdnotify_count(&st->notify, handed[i].name);
-        for (size_t k2 = 0; k2 < 2; k2++) {
-                const CarrierSet *cs = k2 ? &st->descs : &st->conns;
-                for (size_t i = 0; i < cs->slots / CARRIER_SLOTS; i++) {
-                        char name[32];
-                        if (cs->chunks[i].fd < 0)
-                                continue;
-                        carrier_name(cs->kind, (uint32_t)i, cs->chunks[i].gen, name, sizeof(name));
-                        fdnotify_count(&st->notify, name);
-                }
-        }
+        each_carrier(st, count_carrier, &st->notify);
         st->handed = handed;
         st->n_handed = nh;
         if (r < 0) {
@@ -525,27 +527,13 @@ int fdstore_exec_manifest(FdStore *st, const StoredFd *fds, size_t n, int listen
          * are, and the next instance reads them as after a restart. */
         for (size_t i = 0; i < n && !st->notify.on; i++)
                 manifest_add(&m, fds[i].fd, fds[i].name);
-        const CarrierSet *sets[] = { &st->conns, &st->descs };
-        for (size_t s = 0; s < 2; s++)
-                for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++) {
-                        const Carrier *ch = &sets[s]->chunks[k];
-                        char name[32];
-                        if (ch->fd < 0)
-                                continue;
-                        carrier_name(sets[s]->kind, (uint32_t)k, ch->gen, name, sizeof(name));
-                        manifest_add(&m, ch->fd, name);
-                }
+        each_carrier(st, manifest_carrier, &m);
         return manifest_end(&m, env, envlen);
 }
 
 void fdstore_exec_failed(FdStore *st)
 {
-        const CarrierSet *sets[] = { &st->conns, &st->descs };
-
         if (st->state_fd >= 0)
                 (void)fcntl(st->state_fd, F_SETFD, FD_CLOEXEC);
-        for (size_t s = 0; s < 2; s++)
-                for (size_t k = 0; k < sets[s]->slots / CARRIER_SLOTS; k++)
-                        if (sets[s]->chunks[k].fd >= 0)
-                                (void)fcntl(sets[s]->chunks[k].fd, F_SETFD, FD_CLOEXEC);
+        each_carrier(st, cloexec_carrier, NULL);
 }

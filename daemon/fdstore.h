@@ -124,9 +124,6 @@ void fdstore_resume_done(FdStore *st);
  * lets the files of closed fds go. */
 void fdstore_flush(FdStore *st);
 
-/* The name a connection ('c') or descriptor ('d') slot is stored under. */
-void fdstore_name(char kind, uint32_t index, uint32_t gen, char *buf, size_t len);
-
 /* In-place upgrade: an environment entry naming a memfd that lists
  * "FD NAME" lines for the fds given (all made inheritable), the state
  * memfd's, the listener's and our carriers' included.  Returns 0 or

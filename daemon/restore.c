@@ -165,13 +165,13 @@ static int collect(Server *s, StoredFd **ret, size_t *ret_n)
                 StoredFd *c = &fds[n++];
                 *c = (StoredFd){ .fd = sess->fd, .kind = STORED_CONN, .index = i,
                                  .gen = s->session_gens[i] };
-                fdstore_name('c', i, c->gen, c->name, sizeof(c->name));
+                fdnotify_name('c', i, c->gen, c->name, sizeof(c->name));
                 uint32_t iter = 0;
                 for (PollSlot *slot; (slot = pollcache_next_owned(&s->cache, &sess->owner, &iter));) {
                         StoredFd *d = &fds[n++];
                         *d = (StoredFd){ .fd = slot->pd.fd, .kind = STORED_DESC,
                                          .index = slot->index, .gen = slot->gen };
-                        fdstore_name('d', slot->index, slot->gen, d->name, sizeof(d->name));
+                        fdnotify_name('d', slot->index, slot->gen, d->name, sizeof(d->name));
                 }
         }
         *ret = fds;
