@@ -166,6 +166,101 @@ void epoll_wake(size_t n, Samples *lat)
         close(w.pipe[1]);
 }
 
+/* ---- the relay: a daemon's two hops, with no daemon ---- */
+
+typedef struct RelayWake {
+        int sock, pipe[2];
+        pid_t relay;
+        size_t n;
+        sem_t ready;        /* the request is sent */
+        _Atomic pid_t tid;  /* the waiting thread */
+        _Atomic int64_t t0; /* the writer's timestamp */
+} RelayWake;
+
+static void relay_child(int sock, int rfd)
+{
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+        char buf[IPC_MSG_BYTES];
+        int epfd = epoll_create1(EPOLL_CLOEXEC);
+        ssize_t n;
+
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, rfd, &ev) < 0)
+                _exit(1);
+        while ((n = recv(sock, buf, sizeof(buf), 0)) > 0) {
+                int r;
+                do
+                        r = epoll_wait(epfd, &ev, 1, -1);
+                while (r < 0 && errno == EINTR);
+                if (r != 1 || send(sock, buf, (size_t)n, MSG_NOSIGNAL) != n)
+                        break;
+        }
+        _exit(0);
+}
+
+static void *relay_writer(void *arg)
+{
+        RelayWake *w = arg;
+
+        for (size_t i = 0; i < w->n; i++) {
+                while (sem_wait(&w->ready) < 0)
+                        ;
+                /* The request was sent before the post, so the relay is
+                 * runnable or already back asleep, now in epoll_wait. */
+                wait_until_sleeping(getpid(), atomic_load(&w->tid));
+                wait_until_sleeping(w->relay, w->relay);
+                atomic_store(&w->t0, now_ns());
+                if (write(w->pipe[1], "x", 1) != 1)
+                        bench_die("write: %s", strerror(errno));
+        }
+        return NULL;
+}
+
+void relay_wake(size_t n, Samples *lat)
+{
+        RelayWake w = { .n = n + n / 10 };
+        char buf[IPC_MSG_BYTES] = { 0 }, b;
+        pthread_t writer;
+        int sv[2];
+
+        if (pipe2(w.pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                bench_die("relay set-up: %s", strerror(errno));
+        w.relay = fork();
+        if (w.relay < 0)
+                bench_die("fork: %s", strerror(errno));
+        if (w.relay == 0) {
+                close(sv[0]);
+                relay_child(sv[1], w.pipe[0]);
+        }
+        close(sv[1]);
+        w.sock = sv[0];
+        atomic_store(&w.tid, gettid());
+        sem_init(&w.ready, 0, 0);
+        if (pthread_create(&writer, NULL, relay_writer, &w) != 0)
+                bench_die("pthread_create failed");
+        for (size_t i = 0; i < w.n; i++) {
+                if (send(w.sock, buf, sizeof(buf), MSG_NOSIGNAL) != (ssize_t)sizeof(buf))
+                        bench_die("relay send: %s", strerror(errno));
+                sem_post(&w.ready);
+                if (recv(w.sock, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+                        bench_die("relay recv: %s", strerror(errno));
+                int64_t t1 = now_ns();
+                if (i >= n / 10)
+                        samples_add(lat, t1 - atomic_load(&w.t0));
+                /* Edge-triggered in the relay: drain, so the next write is
+                 * a new edge. */
+                while (read(w.pipe[0], &b, 1) == 1)
+                        ;
+        }
+        pthread_join(writer, NULL);
+        sem_destroy(&w.ready);
+        echo_done(w.sock, w.relay);
+        close(w.pipe[0]);
+        close(w.pipe[1]);
+}
+
 /* ---- in-process timers ---- */
 
 void timerfd_lateness(size_t n, int64_t lead, int64_t spread, Samples *late)

@@ -36,6 +36,19 @@ double ipc_rate(int64_t min_ns);
 void epoll_wake(size_t n, Samples *lat);
 
 /*
+ * The shape of a poll daemon with none of netpolld's code: a forked relay
+ * child owns an edge-triggered epoll set holding a pipe; for each wake this
+ * thread sends it an IPC_MSG_BYTES request and blocks in recv(); the relay
+ * reads the request, blocks in epoll_wait(), and sends IPC_MSG_BYTES back
+ * when the pipe turns readable.  A writer thread timestamps just before its
+ * write(), once this thread and the relay both sleep.  So every sample is
+ * the two cross-process wakes any out-of-process poller pays, and the
+ * difference from netpolld is netpolld's own work.  Appends each
+ * write-to-return latency (ns) to lat.
+ */
+void relay_wake(size_t n, Samples *lat);
+
+/*
  * The in-process timer floor: n deadlines at lead + i * spread / n from now
  * served by one timerfd in an epoll set, armed for the earliest pending
  * deadline (as netpolld arms its own), each delivered when epoll_wait

@@ -20,6 +20,10 @@
  * unpinned, then with the bench and both daemons pinned to one CPU; and the
  * in-process epoll wake tells which state the machine was in.
  *
+ * A third series, the relay (baseline.h), is the same two hops through a
+ * minimal process of our own with no protocol: what any out-of-process
+ * poller pays on this machine.  It is a diagnostic, not the target's floor.
+ *
  * Two daemons run side by side: the shipped configuration (its idle spin,
  * poller.c) and one with idle_spin = 0 (nospin_*).  Besides the parked wake
  * (which no spin can shorten: the daemon sleeps by construction), they are
@@ -263,7 +267,7 @@ static double rest_cpu(Target *t, int64_t dur)
 
 /* Every series of one placement. */
 typedef struct Series {
-        Samples np, nospin, ep, rtt, oneway;
+        Samples np, nospin, ep, rtt, oneway, relay;
 } Series;
 
 static void rounds(Target *spin, Target *nospin, size_t per_round, Series *s)
@@ -271,6 +275,7 @@ static void rounds(Target *spin, Target *nospin, size_t per_round, Series *s)
         for (int round = 0; round < ROUNDS; round++) {
                 ipc_pingpong(per_round, &s->rtt);
                 epoll_wake(per_round, &s->ep);
+                relay_wake(per_round, &s->relay);
                 /* Alternating which goes first: placement drifts. */
                 np_wake(round % 2 ? nospin : spin, per_round, -1, round % 2 ? &s->nospin : &s->np);
                 np_wake(round % 2 ? spin : nospin, per_round, -1, round % 2 ? &s->np : &s->nospin);
@@ -286,6 +291,7 @@ static void series_free(Series *s)
         samples_free(&s->ep);
         samples_free(&s->rtt);
         samples_free(&s->oneway);
+        samples_free(&s->relay);
 }
 
 static double us(Samples *s, double p)
@@ -386,9 +392,16 @@ int main(int argc, char **argv)
         bench_info(SC, "ipc_oneway_p99", "us", us(&un.oneway, 99));
         bench_info(SC, "pinned_epoll_p50", "us", us(&pin.ep, 50));
         bench_info(SC, "pinned_ipc_oneway_p50", "us", us(&pin.oneway, 50));
+        bench_info(SC, "relay_p50", "us", us(&un.relay, 50));
+        bench_info(SC, "relay_p99", "us", us(&un.relay, 99));
+        bench_info(SC, "pinned_relay_p50", "us", us(&pin.relay, 50));
+        bench_info(SC, "pinned_relay_p99", "us", us(&pin.relay, 99));
+        bench_info(SC, "relay_p50_ratio", "x", us(&un.np, 50) / us(&un.relay, 50));
+        bench_info(SC, "pinned_relay_p50_ratio", "x", us(&pin.np, 50) / us(&pin.relay, 50));
         bench_info(SC, "nospin_p50", "us", us(&un.nospin, 50));
         bench_info(SC, "nospin_p99", "us", us(&un.nospin, 99));
         bench_info(SC, "nospin_pinned_p50", "us", us(&pin.nospin, 50));
+        bench_info(SC, "nospin_pinned_p99", "us", us(&pin.nospin, 99));
         bench_info(SC, "gap20_p50", "us", us(&gap, 50));
         bench_info(SC, "gap20_p99", "us", us(&gap, 99));
         bench_info(SC, "gap20_nospin_p50", "us", us(&gap0, 50));
@@ -414,6 +427,7 @@ int main(int argc, char **argv)
         samples_dump_cdf(&un.nospin, "wake-netpolld-nospin.dat", 1e3);
         samples_dump_cdf(&un.ep, "wake-epoll.dat", 1e3);
         samples_dump_cdf(&un.oneway, "wake-ipc-oneway.dat", 1e3);
+        samples_dump_cdf(&un.relay, "wake-relay.dat", 1e3);
         samples_dump_cdf(&floor, "wake-floor.dat", 1e3);
         samples_dump_cdf(&pin.np, "wake-netpolld-pinned.dat", 1e3);
         series_free(&un);
