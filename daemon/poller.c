@@ -7,11 +7,13 @@
  * that are due by then, so nothing fires early whatever wakes the loop.
  * Re-arming is skipped when the earliest deadline did not change.
  *
- * Client descriptors are not in the main set: each connection has its own
- * epoll set (a group), nested in the main one, and the loop takes at most a
+ * A connection's first SESSION_FLAT_MAX descriptors are in the main set
+ * (one epoll_wait per wake instead of two); the rest are in its own epoll
+ * set (a group), nested in the main one, and the loop takes at most a
  * budget of events from a group per turn.  In one flat set, epoll's ready
  * list is a FIFO shared by everyone, so a burst of 10,000 events for one
- * client would queue ahead of every other client's single event.
+ * client would queue ahead of every other client's single event; this way
+ * no connection has more than SESSION_FLAT_MAX + 1 entries on it.
  *
  * The idle spin: on a VM whose idle vCPUs halt at once (cpuidle haltpoll
  * with guest_halt_poll_ns=0), waking a task that sleeps on another vCPU is

@@ -3,7 +3,7 @@
  * admin ones by admin.c), and its outcome pushed as a reply (and, for an
  * arm that is ready at once, an event).  OPEN takes over the fd passed with
  * it as a descriptor the session owns (pd.owner), registered in the
- * connection's own epoll set (see desc_register); CLOSE, and session_drain
+ * main set or the connection's own epoll set (see desc_register); CLOSE, and session_drain
  * for every descriptor of a closed session, unregister it from epoll before
  * the daemon's copy is closed.
  */
@@ -39,13 +39,21 @@ static PollSlot *session_desc(Session *s, uint64_t desc)
 }
 
 /*
- * Registers fd (borrowed) with token in the connection's epoll set, made on
- * first use (a connection that registers nothing costs no fd for it; one
- * made for an open that then fails is dropped again).  Nesting has limits
+ * Registers fd (borrowed) with token.  A connection's first
+ * SESSION_FLAT_MAX descriptors go to the main set itself: a wake then costs
+ * the loop one epoll_wait, not a second one on a nested set (and the writer
+ * one wake-up callback, not two), and a connection that never has more
+ * costs no fd for a set of its own.  The rest go to the connection's own
+ * epoll set, nested in the main one and made on first use (one made for an
+ * open that then fails is dropped again), from which the loop takes at
+ * most a budget per turn.  So a connection has at most SESSION_FLAT_MAX + 1
+ * entries on the main set's ready list, whatever it registers.  A slot
+ * freed in the main set is taken by the next open, so descriptors never
+ * move between sets (a move would re-arm their edges).  Nesting has limits
  * flat sets do not: one file may sit in at most 500 nested sets (dup'd fds
  * count apiece), and epoll fds nest only so deep (EINVAL, ELOOP).  Such a
- * descriptor goes to the main set: served, without the per-connection
- * budget.  0 or -errno (EPERM: regular files and directories, not pollable).
+ * descriptor goes to the main set too, without counting against the flat
+ * ones.  0 or -errno (EPERM: regular files and directories, not pollable).
  */
 static int desc_register(Session *s, int fd, uint64_t token)
 {
@@ -53,6 +61,12 @@ static int desc_register(Session *s, int fd, uint64_t token)
         bool made = false;
         int r;
 
+        if (s->n_flat < SESSION_FLAT_MAX) {
+                r = poller_add(&srv->poller, fd, DESC_EVENTS, token);
+                if (r == 0)
+                        s->n_flat++;
+                return r;
+        }
         if (s->group_fd < 0) {
                 r = poller_group_open(&srv->poller,
                                       token_make(TOKEN_GROUP, s->index, srv->session_gens[s->index]));
@@ -73,10 +87,24 @@ static int desc_register(Session *s, int fd, uint64_t token)
         return r;
 }
 
+/* Which set holds fd is not recorded (a slot has no room to spare): the
+ * likelier one is asked first, and a miss costs one ENOENT. */
 static void desc_unregister(Session *s, int fd)
 {
+        Poller *p = &s->server->poller;
+
+        if (s->group_fd < 0 || s->n_flat > 0) {
+                if (poller_del(p, fd) == 0) {
+                        if (s->n_flat > 0)
+                                s->n_flat--;
+                        return;
+                }
+                if (s->group_fd >= 0)
+                        (void)poller_group_del(s->group_fd, fd);
+                return;
+        }
         if (poller_group_del(s->group_fd, fd) < 0)
-                (void)poller_del(&s->server->poller, fd); /* it went to the main set */
+                (void)poller_del(p, fd); /* it went to the main set */
 }
 
 /* Frees the slot and uncounts its file. */

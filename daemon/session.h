@@ -16,6 +16,11 @@
 #include "pollops.h"
 
 typedef struct Server Server;
+/* Descriptors of one connection registered in the main epoll set itself;
+ * the rest go to the connection's own nested set (session-request.c:
+ * desc_register). */
+#define SESSION_FLAT_MAX 16
+
 typedef struct Session Session;
 
 /* An OP_LIST_DESCS under way (admin-descs.c). */
@@ -43,7 +48,8 @@ struct Session {
         struct Account *acct; /* its uid's: charged for its fds and queued output */
         uint32_t index; /* in server->sessions; token index */
         int fd;
-        int group_fd; /* its descriptors' epoll set, nested in the main one; -1 until the first open */
+        int group_fd; /* its descriptors' epoll set, nested in the main one; -1 until needed */
+        uint32_t n_flat; /* its descriptors registered in the main set directly (<= SESSION_FLAT_MAX) */
         uint64_t id;
         pid_t pid;
         uid_t uid;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "test-api.h"
@@ -28,8 +29,9 @@ START_TEST(test_api_open_caller_keeps_fd_and_user_comes_back)
         mkpipe(p);
         np_desc d1 = open_ok(c, p[0], cookie);
         ck_assert_int_ge(fcntl(p[0], F_GETFD), 0);
-        /* Its copy, and the connection's epoll set made by its first open. */
-        ck_assert_int_eq(daemon_fds(d.pid), base + 2);
+        /* Its copy only: a connection's first descriptors go to the main
+         * epoll set, so it has no set of its own yet. */
+        ck_assert_int_eq(daemon_fds(d.pid), base + 1);
         assert_stats(c, 1, 0, 0);
 
         ck_assert_int_eq(np_arm(c, d1, NP_READ), 0);
@@ -46,7 +48,7 @@ START_TEST(test_api_open_caller_keeps_fd_and_user_comes_back)
         ck_assert_int_eq(write(p[1], "y", 1), 1);
         /* ...until np_close. */
         close_desc(c, d1);
-        await_daemon_fds(d.pid, base + 1); /* the epoll set stays with the connection */
+        await_daemon_fds(d.pid, base);
         ck_assert_int_eq(write(p[1], "z", 1), -1);
         ck_assert_int_eq(errno, EPIPE);
         close(p[1]);
@@ -102,16 +104,18 @@ END_TEST
 /*
  * The kernel lets one file sit in at most 500 nested epoll sets (each dup'd
  * fd counts); the daemon registers a descriptor past that limit in its
- * main set.  One connection may register a file 16 times, so 33 of them
- * take it past the limit.  Both kinds must deliver readiness and close
- * cleanly.
+ * main set.  A connection's first 16 descriptors (SESSION_FLAT_MAX) go to
+ * the main set anyway, so each connection first opens 16 eventfds; then
+ * one connection may register a file 16 times, so 33 of them take it past
+ * the limit.  Both kinds must deliver readiness and close cleanly.
  */
 START_TEST(test_api_same_file_past_the_nesting_limit_is_served)
 {
-        enum { PER = 16, CONNS = 33, N = PER * CONNS };
+        enum { FLAT = 16, PER = 16, CONNS = 33, N = PER * CONNS };
         TestDaemon d;
         np_client *c[CONNS];
-        np_desc ds[N];
+        np_desc ds[N], fill[CONNS][FLAT];
+        int efd[CONNS][FLAT];
         np_event ev[4];
         int p[2], seen_first = 0, seen_last = 0;
 
@@ -121,10 +125,16 @@ START_TEST(test_api_same_file_past_the_nesting_limit_is_served)
                 ck_assert_int_eq(np_connect(d.sock, &c[k]), 0);
         mkpipe(p);
         int base = daemon_fds(d.pid);
+        for (int k = 0; k < CONNS; k++)
+                for (int i = 0; i < FLAT; i++) {
+                        efd[k][i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                        ck_assert_int_ge(efd[k][i], 0);
+                        fill[k][i] = open_ok(c[k], efd[k][i], 0);
+                }
         for (int i = 0; i < N; i++) /* a new daemon copy each time */
                 ds[i] = open_ok(c[i / PER], p[0], (uint64_t)i);
         /* Each connection's epoll set, and the copies. */
-        ck_assert_int_eq(daemon_fds(d.pid), base + CONNS + N);
+        ck_assert_int_eq(daemon_fds(d.pid), base + CONNS * FLAT + CONNS + N);
         ck_assert_int_eq(np_arm(c[0], ds[0], NP_READ), 0);
         ck_assert_int_eq(np_arm(c[CONNS - 1], ds[N - 1], NP_READ), 0);
         put(p[1]);
@@ -142,6 +152,11 @@ START_TEST(test_api_same_file_past_the_nesting_limit_is_served)
         ck_assert_int_eq(seen_last, 1);
         for (int i = 0; i < N; i++)
                 close_desc(c[i / PER], ds[i]);
+        for (int k = 0; k < CONNS; k++)
+                for (int i = 0; i < FLAT; i++) {
+                        close_desc(c[k], fill[k][i]);
+                        close(efd[k][i]);
+                }
         await_daemon_fds(d.pid, base + CONNS);
         /* Every copy is closed: with ours gone, the write end sees EPIPE. */
         close(p[0]);
@@ -292,6 +307,68 @@ START_TEST(test_api_open_over_uid_quota_is_edquot)
 }
 END_TEST
 
+/*
+ * A connection's first 16 descriptors (SESSION_FLAT_MAX) go to the daemon's
+ * main epoll set: no set of its own, one fd each.  The 17th makes the
+ * connection's own set (two fds: the set and the copy), which stays; a
+ * place freed in the main set is taken by the next open.  Readiness comes
+ * from both kinds alike.
+ */
+START_TEST(test_api_open_first_16_in_the_main_set_then_a_set_of_its_own)
+{
+        enum { FLAT = 16 };
+        TestDaemon d;
+        np_client *c = start(&d);
+        np_desc ds[FLAT + 2];
+        np_event ev[4];
+        int p[FLAT + 2][2];
+
+        signal(SIGPIPE, SIG_IGN);
+        int base = daemon_fds(d.pid);
+        for (int i = 0; i < FLAT; i++) {
+                mkpipe(p[i]);
+                ds[i] = open_ok(c, p[i][0], (uint64_t)i);
+        }
+        ck_assert_int_eq(daemon_fds(d.pid), base + FLAT);
+        mkpipe(p[FLAT]);
+        ds[FLAT] = open_ok(c, p[FLAT][0], FLAT);
+        ck_assert_int_eq(daemon_fds(d.pid), base + FLAT + 2);
+
+        /* One in the main set, one in the connection's set: both wake. */
+        ck_assert_int_eq(np_arm(c, ds[0], NP_READ), 0);
+        ck_assert_int_eq(np_arm(c, ds[FLAT], NP_READ), 0);
+        put(p[0][1]);
+        put(p[FLAT][1]);
+        int seen = 0;
+        for (int i = 0; i < 10 && seen != 3; i++) {
+                int n = np_poll(c, 5 * SEC, ev, 4);
+                ck_assert_int_ge(n, 0);
+                for (int j = 0; j < n; j++) {
+                        ck_assert_int_eq(ev[j].result, NP_OK);
+                        seen |= ev[j].desc == ds[0] ? 1 : ev[j].desc == ds[FLAT] ? 2 : 4;
+                }
+        }
+        ck_assert_int_eq(seen, 3);
+
+        /* The 17th goes; its set stays.  A freed place in the main set
+         * takes the next open: one fd more, not a second set. */
+        close_desc(c, ds[FLAT]);
+        await_daemon_fds(d.pid, base + FLAT + 1);
+        close_desc(c, ds[1]);
+        await_daemon_fds(d.pid, base + FLAT);
+        mkpipe(p[FLAT + 1]);
+        ds[FLAT + 1] = open_ok(c, p[FLAT + 1][0], FLAT + 1);
+        ck_assert_int_eq(daemon_fds(d.pid), base + FLAT + 1);
+        put(p[FLAT + 1][1]);
+        ck_assert_int_eq(np_wait(c, ds[FLAT + 1], NP_READ), NP_OK);
+        finish(&d, c);
+        for (int i = 0; i < FLAT + 2; i++) {
+                close(p[i][0]);
+                close(p[i][1]);
+        }
+}
+END_TEST
+
 START_TEST(test_api_open_into_reserved_fds_is_emfile)
 {
         char conf[] = "/tmp/np-api-conf-XXXXXX";
@@ -308,7 +385,9 @@ START_TEST(test_api_open_into_reserved_fds_is_emfile)
         ck_assert_int_eq(np_connect(d.sock, &c), 0);
         n = open_until_refused(c, w, ds, 32, &r);
         ck_assert_int_eq(r, -EMFILE);
-        ck_assert_int_eq(n, 10 - 2);
+        /* Its socket is one; fewer than SESSION_FLAT_MAX descriptors need no
+         * epoll set of their own. */
+        ck_assert_int_eq(n, 10 - 1);
         ck_assert_int_eq(np_ping(c), 0);
         for (int i = 0; i < n; i++) {
                 close_desc(c, ds[i]);
@@ -432,5 +511,6 @@ void api_open_tests(TCase *tc)
         tcase_add_test(tc, test_api_open_daemon_out_of_fds_is_emfile);
         tcase_add_test(tc, test_api_open_over_uid_quota_is_edquot);
         tcase_add_test(tc, test_api_open_into_reserved_fds_is_emfile);
+        tcase_add_test(tc, test_api_open_first_16_in_the_main_set_then_a_set_of_its_own);
         tcase_add_test(tc, test_api_open_same_file_17_times_is_etoomanyrefs);
 }

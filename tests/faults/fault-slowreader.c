@@ -233,7 +233,7 @@ int main(int argc, char **argv)
         if (pipe2(lat.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
                 fault_die("pipe: %s", strerror(errno));
         fault_must(np_open(lat.c, lat.pipe[0], 1, &lat.d), "np_open (latency pipe)");
-        base_fds += 2; /* the daemon's copy of the latency pipe, and that connection's epoll set */
+        base_fds += 1; /* the daemon's copy of the latency pipe (in the main epoll set) */
         int64_t base_rss = test_proc_status_kib(dm.pid, "VmRSS") * 1024;
         int64_t cap = base_rss + RSS_HEADROOM;
         fault_say("slow client: %d pipes, max_output_bytes %d; daemon baseline %d fds, RSS %.1f "
