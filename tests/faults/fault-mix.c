@@ -1567,8 +1567,10 @@ int main(int argc, char **argv)
                                                     .watchdog_usec = WATCHDOG_USEC });
         fault_must(fault_connect(dm.sock, &mon), "connect the monitor");
 
-        /* The semantic checker's connection; its first np_open makes the
-         * epoll set it keeps, part of the baseline. */
+        /* The semantic checker's connection, with one np_open and close
+         * before the baseline.  (A connection holding more than 16
+         * descriptors keeps an epoll set of its own until it ends; the
+         * checker holds fewer, in the main set.) */
         Sem *sem = calloc(1, sizeof(*sem));
         if (!sem)
                 fault_die("out of memory");
