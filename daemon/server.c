@@ -530,8 +530,8 @@ const char *server_verify(const Server *s)
                 }
                 if (listed != sess->owner.descriptors || listed != sess->owner.linked)
                         return "descriptor count differs from the slots the connection owns";
-                if (sess->n_flat > SESSION_FLAT_MAX || sess->n_flat > listed)
-                        return "more descriptors counted in the main set than it may or does hold";
+                if (sess->n_flat > listed)
+                        return "more descriptors counted in the main set than the connection holds";
                 if (sess->group_fd < 0 && listed != sess->n_flat)
                         return "a connection with descriptors outside the main set has no epoll set";
                 if (parked > sess->owner.waiters)

@@ -52,8 +52,10 @@ static PollSlot *session_desc(Session *s, uint64_t desc)
  * move between sets (a move would re-arm their edges).  Nesting has limits
  * flat sets do not: one file may sit in at most 500 nested sets (dup'd fds
  * count apiece), and epoll fds nest only so deep (EINVAL, ELOOP).  Such a
- * descriptor goes to the main set too, without counting against the flat
- * ones.  0 or -errno (EPERM: regular files and directories, not pollable).
+ * descriptor goes to the main set too, and counts there (n_flat is every
+ * descriptor of the connection in the main set), so only such ones take a
+ * connection past SESSION_FLAT_MAX + 1 entries.  0 or -errno (EPERM:
+ * regular files and directories, not pollable).
  */
 static int desc_register(Session *s, int fd, uint64_t token)
 {
@@ -77,8 +79,11 @@ static int desc_register(Session *s, int fd, uint64_t token)
                 accounts_fds(&srv->accounts, s->acct, 1);
         }
         r = poller_group_add(s->group_fd, fd, DESC_EVENTS, token);
-        if (r == -EINVAL || r == -ELOOP)
+        if (r == -EINVAL || r == -ELOOP) {
                 r = poller_add(&srv->poller, fd, DESC_EVENTS, token);
+                if (r == 0)
+                        s->n_flat++;
+        }
         if (r < 0 && made) {
                 poller_group_detach(&srv->poller, s->group_fd);
                 s->group_fd = safe_close(s->group_fd);
@@ -88,23 +93,23 @@ static int desc_register(Session *s, int fd, uint64_t token)
 }
 
 /* Which set holds fd is not recorded (a slot has no room to spare): the
- * likelier one is asked first, and a miss costs one ENOENT. */
+ * main set is asked first while it holds any of the connection's, and a
+ * miss costs one ENOENT. */
 static void desc_unregister(Session *s, int fd)
 {
         Poller *p = &s->server->poller;
 
         if (s->group_fd < 0 || s->n_flat > 0) {
                 if (poller_del(p, fd) == 0) {
-                        if (s->n_flat > 0)
-                                s->n_flat--;
+                        s->n_flat--;
                         return;
                 }
                 if (s->group_fd >= 0)
                         (void)poller_group_del(s->group_fd, fd);
                 return;
         }
-        if (poller_group_del(s->group_fd, fd) < 0)
-                (void)poller_del(p, fd); /* it went to the main set */
+        /* None in the main set (n_flat counts every one there). */
+        (void)poller_group_del(s->group_fd, fd);
 }
 
 /* Frees the slot and uncounts its file. */

@@ -49,7 +49,7 @@ struct Session {
         uint32_t index; /* in server->sessions; token index */
         int fd;
         int group_fd; /* its descriptors' epoll set, nested in the main one; -1 until needed */
-        uint32_t n_flat; /* its descriptors registered in the main set directly (<= SESSION_FLAT_MAX) */
+        uint32_t n_flat; /* its descriptors in the main set itself (SESSION_FLAT_MAX, and past the nesting limits) */
         uint64_t id;
         pid_t pid;
         uid_t uid;
