@@ -64,6 +64,8 @@ struct np_client {
         pthread_mutex_t lock; /* protects everything below */
         pthread_cond_t cond;
         bool reading;
+        bool quiet_reading; /* the reader blocks in recvmsg, not watching the break eventfd */
+        bool breakable_seen; /* an np_poll/np_watch_read with a delay came: no quiet reader again */
         bool dead;
         bool break_pending;
         uint64_t next_id;

@@ -363,6 +363,44 @@ START_TEST(test_api_break_is_coalesced)
 }
 END_TEST
 
+/*
+ * A thread parked in np_wait holds the reader role; an np_poll(-1) started
+ * behind it is woken by np_break, sent while it waits or (before) just
+ * before it starts; the np_wait goes on to its own outcome, and a later
+ * delayed poll waits its delay.
+ */
+static void break_behind_parked_wait(np_client *c, bool before)
+{
+        Poller p;
+        Waiter w;
+        np_event ev[1];
+        int q[2];
+
+        mkpipe(q);
+        np_desc d1 = open_ok(c, q[0], 1);
+        waiter_start(&w, c, d1, NP_READ, false);
+        await_waiters(c, 1);
+        if (before)
+                ck_assert_int_eq(np_break(c), 0);
+        int64_t t0 = test_now();
+        poller_start(&p, c, -1);
+        if (!before) {
+                await_poller_blocked(&p);
+                ck_assert_int_eq(np_break(c), 0);
+        }
+        ck_assert_int_eq(pthread_join(p.thread, NULL), 0);
+        ck_assert_int_eq(p.result, 0);
+        ck_assert_int_lt(test_now() - t0, 5 * SEC);
+        ck_assert(!atomic_load(&w.done));
+        put(q[1]);
+        ck_assert_int_eq(waiter_join(&w), NP_OK);
+        t0 = test_now();
+        ck_assert_int_eq(np_poll(c, 100 * MS, ev, 1), 0);
+        ck_assert_int_ge(test_now() - t0, 100 * MS);
+        close_desc(c, d1);
+        close2(q);
+}
+
 START_TEST(test_api_break_wakes_blocked_poll)
 {
         TestDaemon d;
@@ -377,23 +415,26 @@ START_TEST(test_api_break_wakes_blocked_poll)
 
         /* Also when the poller is not the thread reading the socket: here a
          * parked np_wait holds that role. */
-        Waiter w;
-        int q[2];
-        mkpipe(q);
-        np_desc d1 = open_ok(c, q[0], 1);
-        waiter_start(&w, c, d1, NP_READ, false);
-        await_waiters(c, 1);
-        poller_start(&p, c, -1);
-        await_poller_blocked(&p);
-        ck_assert_int_eq(np_break(c), 0);
-        ck_assert_int_eq(pthread_join(p.thread, NULL), 0);
-        ck_assert_int_eq(p.result, 0);
-        ck_assert(!atomic_load(&w.done));
-        put(q[1]);
-        ck_assert_int_eq(waiter_join(&w), NP_OK);
-        close_desc(c, d1);
-        close2(q);
+        break_behind_parked_wait(c, false);
         finish(&d, c);
+}
+END_TEST
+
+/*
+ * A thread waiting for its reply on a connection that has had no delayed
+ * np_poll blocks in recvmsg and does not watch the break eventfd (the
+ * quiet reader, client/reader.c).  The first np_poll must still be woken
+ * by np_break, whether the break comes while it waits or came before it,
+ * and the parked np_wait must go on to its own outcome.
+ */
+START_TEST(test_api_break_reaches_poll_behind_a_quiet_reader)
+{
+        for (int before = 0; before < 2; before++) {
+                TestDaemon d;
+                np_client *c = start(&d);
+                break_behind_parked_wait(c, before);
+                finish(&d, c);
+        }
 }
 END_TEST
 
@@ -478,6 +519,7 @@ void api_arm_poll_break_tests(TCase *tc)
         tcase_add_test(tc, test_api_break_is_coalesced);
         tcase_add_test(tc, test_api_break_wakes_blocked_poll);
         tcase_add_test(tc, test_api_break_before_poll_returns_at_once);
+        tcase_add_test(tc, test_api_break_reaches_poll_behind_a_quiet_reader);
         tcase_add_test(tc, test_api_break_not_consumed_by_poll_zero);
         tcase_add_test(tc, test_api_break_from_signal_handler);
 }
