@@ -48,7 +48,6 @@
 
 #define MAX_EVENTS 256
 #define DRAIN_BATCH 16 /* fds of ended connections closed per loop turn (2-8 us each) */
-#define TIMER_BATCH 1024 /* due timers run per loop turn: bounds a storm's stall */
 #define ARENA_BYTES (2 * 1024 * 1024)
 /* Connections held for their uid's closes are read again when a closer
  * worker wakes the loop through its eventfd; this is only a backstop. */
@@ -344,7 +343,7 @@ void server_dispatch(Server *s, const struct epoll_event *ev)
         }
 }
 
-/* Runs due timers, at most TIMER_BATCH per turn so a storm of equal
+/* Runs due timers, at most SERVER_TIMER_BATCH per turn so a storm of equal
  * deadlines cannot starve I/O: what is left is still due and re-arms the
  * timerfd in the past, which wakes the next turn at once. */
 static void server_expire(Server *s)
@@ -353,7 +352,7 @@ static void server_expire(Server *s)
         Timer *t;
 
         s->ops.now = now;
-        for (int i = 0; i < TIMER_BATCH && (t = timers_pop_due(&s->timers, now)); i++)
+        for (int i = 0; i < SERVER_TIMER_BATCH && (t = timers_pop_due(&s->timers, now)); i++)
                 pollops_timer_fire(&s->ops, t);
 }
 

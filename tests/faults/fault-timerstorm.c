@@ -8,7 +8,7 @@
  * in datagrams of as many quiet requests as the daemon takes.  (Raw, not libnetpoll, so nothing
  * but the daemon sits between the requests and the timers.)  When it
  * passes, the daemon has tens of thousands of equal, due timers, which it
- * expires in bounded batches per loop turn (TIMER_BATCH in server.c).
+ * expires in bounded batches per loop turn (SERVER_TIMER_BATCH in server.h).
  * Meanwhile:
  *  - a second connection pings in a loop; the longest np_ping round trip
  *    during the storm is its longest stall (must stay under 1 s);

@@ -93,7 +93,6 @@
 #define FZS_MAX_FDS 7
 #define FZS_MAX_KEPT 128
 #define FZS_HEADER 5
-#define FZS_TIMER_BATCH 1024 /* server.c TIMER_BATCH */
 
 typedef struct FuzzSession {
         Config config;
@@ -265,7 +264,7 @@ static void fzs_expire(int64_t now)
         Timer *t;
 
         fzs.srv.ops.now = now;
-        for (int i = 0; i < FZS_TIMER_BATCH && (t = timers_pop_due(&fzs.srv.timers, now)); i++)
+        for (int i = 0; i < SERVER_TIMER_BATCH && (t = timers_pop_due(&fzs.srv.timers, now)); i++)
                 pollops_timer_fire(&fzs.srv.ops, t);
 }
 
