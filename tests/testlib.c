@@ -181,3 +181,22 @@ void test_child_env(void)
         unsetenv("WATCHDOG_PID");
         unsetenv("NETPOLL_SOCKET");
 }
+
+int test_pin_threads(pid_t pid, size_t size, const void *set)
+{
+        char path[64];
+        struct dirent *e;
+        int n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        d = opendir(path);
+        if (!d)
+                return -errno;
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.' &&
+                    syscall(SYS_sched_setaffinity, (pid_t)atoi(e->d_name), size, set) == 0)
+                        n++;
+        closedir(d);
+        return n;
+}

@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -48,6 +49,13 @@ int test_sched_get(pid_t pid, TestSched *ret);
  * may not be the default); 0 when the kernel has no per-task slices, or
  * -errno. */
 int64_t test_sched_default_slice(void);
+
+/* Sets the CPU affinity of every thread of pid (threads they start later
+ * inherit it) to the cpu_set_t set of size bytes, as sched_setaffinity
+ * takes them (this file leaves <sched.h> out: testlib.c needs
+ * <linux/sched/types.h>, which clashes with it).  Returns how many threads
+ * took it, or -errno when pid's threads cannot be listed. */
+int test_pin_threads(pid_t pid, size_t size, const void *set);
 
 /* In a child, before exec: an empty signal mask, SIGPIPE back to its
  * default, and none of LISTEN_*, NOTIFY_SOCKET, WATCHDOG_* and

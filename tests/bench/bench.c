@@ -11,7 +11,6 @@
  */
 #include "bench.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -445,20 +444,10 @@ bool wait_until_sleeping(pid_t pid, pid_t tid)
 
 int bench_pin(pid_t pid, const cpu_set_t *set)
 {
-        char path[64];
-        struct dirent *e;
-        int n = 0;
-        DIR *d;
+        int n = test_pin_threads(pid, sizeof(*set), set);
 
-        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-        d = opendir(path);
-        if (!d)
-                bench_die("%s: %s", path, strerror(errno));
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.' &&
-                    sched_setaffinity((pid_t)atoi(e->d_name), sizeof(*set), set) == 0)
-                        n++;
-        closedir(d);
+        if (n < 0)
+                bench_die("/proc/%d/task: %s", (int)pid, strerror(-n));
         if (n == 0)
                 bench_die("sched_setaffinity on %d: %s", (int)pid, strerror(errno));
         return n;

@@ -17,7 +17,6 @@
  * stay above half of those during the controls.  The storm thread and the
  * daemon share one CPU throughout (pin_storm).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -102,23 +101,16 @@ static void *storm_main(void *arg)
  */
 static void pin_storm(Storm *s, pid_t daemon)
 {
-        char path[64];
-        struct dirent *e;
         cpu_set_t one;
-        DIR *d;
+        int r;
 
         CPU_ZERO(&one);
         CPU_SET(sched_getcpu() < 0 ? 0 : sched_getcpu(), &one);
         if (pthread_setaffinity_np(s->thread, sizeof(one), &one) != 0)
                 fault_die("pthread_setaffinity_np failed");
-        snprintf(path, sizeof(path), "/proc/%d/task", (int)daemon);
-        d = opendir(path);
-        if (!d)
-                fault_die("%s: %s", path, strerror(errno));
-        while ((e = readdir(d)))
-                if (e->d_name[0] != '.')
-                        (void)sched_setaffinity((pid_t)atoi(e->d_name), sizeof(one), &one);
-        closedir(d);
+        r = test_pin_threads(daemon, sizeof(one), &one);
+        if (r <= 0)
+                fault_die("pinning the daemon: %s", r < 0 ? strerror(-r) : "no thread took it");
 }
 
 typedef struct Watcher {
